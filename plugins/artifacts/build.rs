@@ -1,0 +1,71 @@
+//! Compiles the plugin crates to `wasm32-wasip2` components as part of the normal cargo
+//! build, so nobody runs a manual step and no `.wasm` binary is committed.
+//!
+//! A nested `cargo build --release --target wasm32-wasip2` runs with its own target directory
+//! (`<target>/plugins`), which avoids waiting on the outer build's lock and gives the
+//! components stable paths that example configs can name.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (package, embedded as a built-in plugin?)
+const PLUGINS: &[(&str, bool)] = &[
+    ("redact", true),
+    ("enrich", true),
+    ("custom-redactor", false),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets this"));
+    let root = manifest_dir.join("../..").canonicalize().expect("workspace root");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets this"));
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("plugins");
+
+    for watched in ["wit", "plugins", "examples/custom-redactor", "tests/plugins", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    println!("cargo:rerun-if-env-changed=RUSTFLAGS");
+
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(&root)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", rustflags())
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    for (package, _) in PLUGINS {
+        cmd.arg("--package").arg(package);
+    }
+    let status = cmd.status().expect("run cargo for the wasm plugins");
+    assert!(status.success(), "building the wasm plugins failed: {cmd:?}");
+
+    let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
+    let mut generated = String::new();
+    generated.push_str(&format!("/// Directory holding every compiled plugin.\npub const WASM_DIR: &str = {:?};\n", wasm_dir.display().to_string()));
+    generated.push_str("/// Plugins embedded in the host binary, by name.\npub const BUILTIN: &[(&str, &[u8])] = &[\n");
+    for (package, builtin) in PLUGINS {
+        let file = wasm_path(&wasm_dir, package);
+        assert!(file.exists(), "missing {}", file.display());
+        if *builtin {
+            generated.push_str(&format!("    ({package:?}, include_bytes!({:?})),\n", file.display().to_string()));
+        }
+    }
+    generated.push_str("];\n");
+    std::fs::write(out_dir.join("gen.rs"), generated).expect("write gen.rs");
+}
+
+fn wasm_path(dir: &Path, package: &str) -> PathBuf {
+    dir.join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// Keep `-D warnings` for the guests when the outer build asks for it, nothing else.
+fn rustflags() -> &'static str {
+    match option_env!("RUSTFLAGS") {
+        Some(s) if s.contains("-D warnings") => "-D warnings",
+        _ => "",
+    }
+}
