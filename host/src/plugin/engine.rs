@@ -1,0 +1,159 @@
+//! The process-wide wasmtime `Engine` and the loading of plugin components.
+//!
+//! Components are compiled once per process (and cached on disk by wasmtime's compilation
+//! cache when it is available), linked once, and shared by every instance of a stage.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use super::PluginError;
+use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, transform};
+use super::host::HostState;
+
+/// How often the epoch advances. Guests yield to the executor at each tick, which keeps tokio
+/// responsive and lets a wall-clock timeout cancel a call that loops forever.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The engine, the linker every plugin is instantiated with, and the epoch ticker.
+#[derive(Clone)]
+pub struct PluginEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Which contract world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorldKind {
+    Transform,
+    Formatter,
+}
+
+/// A compiled plugin component, ready to be pre-linked for a stage.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    /// What the config named (`redact`, or a path).
+    pub name: String,
+    pub component: Component,
+    pub world: WorldKind,
+}
+
+impl PluginEngine {
+    pub fn new() -> Result<PluginEngine, PluginError> {
+        let err = |message: String| PluginError::Load { plugin: "(engine)".into(), message };
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        // A plugin that recurses without bound must trap, not overflow the host's stack.
+        config.max_wasm_stack(1 << 20);
+        if let Ok(cache) = wasmtime::Cache::from_file(None) {
+            config.cache(Some(cache));
+        }
+        let engine = Engine::new(&config).map_err(|e| err(e.to_string()))?;
+
+        let mut linker = Linker::new(&engine);
+        // Rust wasm32-wasip2 guests import WASI even when they never use it; link it against
+        // an empty context so those imports resolve and grant nothing.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| err(e.to_string()))?;
+        transform::Transform::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| err(e.to_string()))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.weak();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        match engine.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => break,
+                        }
+                    }
+                })
+                .map_err(|e| err(e.to_string()))?;
+        }
+        Ok(PluginEngine { inner: Arc::new(Inner { engine, linker, ticker_stop }) })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn linker(&self) -> &Linker<HostState> {
+        &self.inner.linker
+    }
+
+    /// Load a plugin named in config: a built-in name (`redact`, `enrich`, …) or a path to a
+    /// `.wasm` component, relative to `base_dir`.
+    pub fn load(&self, plugin: &str, base_dir: &Path) -> Result<LoadedComponent, PluginError> {
+        let err = |message: String| PluginError::Load { plugin: plugin.to_owned(), message };
+        let component = if let Some(bytes) = auditflow_artifacts::builtin(plugin) {
+            Component::from_binary(&self.inner.engine, bytes).map_err(|e| err(format!("{e:#}")))?
+        } else if plugin.ends_with(".wasm") {
+            let path = base_dir.join(plugin);
+            if !path.is_file() {
+                return Err(err(format!("file not found: {}", path.display())));
+            }
+            Component::from_file(&self.inner.engine, &path)
+                .map_err(|e| err(format!("{} is not a loadable component: {e:#}", path.display())))?
+        } else {
+            let builtins: Vec<_> = auditflow_artifacts::builtin_names().collect();
+            return Err(err(format!(
+                "not a built-in plugin ({}) and not a path to a .wasm file",
+                builtins.join(", ")
+            )));
+        };
+        let world = self.world_of(&component).map_err(err)?;
+        Ok(LoadedComponent { name: plugin.to_owned(), component, world })
+    }
+
+    /// Find which contract interface the component exports, and refuse an incompatible major
+    /// version with a message naming both versions.
+    fn world_of(&self, component: &Component) -> Result<WorldKind, String> {
+        let ty = component.component_type();
+        let mut found = Vec::new();
+        for (name, _) in ty.exports(&self.inner.engine) {
+            let Some(rest) = name.strip_prefix(CONTRACT_PACKAGE).and_then(|r| r.strip_prefix('/')) else {
+                continue;
+            };
+            let (iface, version) = rest.split_once('@').unwrap_or((rest, "0.0.0"));
+            found.push(format!("{iface}@{version}"));
+            let kind = match iface {
+                "stage" => WorldKind::Transform,
+                "format" => WorldKind::Formatter,
+                _ => continue,
+            };
+            let major = |v: &str| v.split('.').next().unwrap_or("").to_owned();
+            if major(version) != major(CONTRACT_VERSION) {
+                return Err(format!(
+                    "built for {CONTRACT_PACKAGE}@{version}, but this auditflow implements \
+                     {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (major versions must match)"
+                ));
+            }
+            return Ok(kind);
+        }
+        Err(if found.is_empty() {
+            format!("exports no {CONTRACT_PACKAGE} interface: not an auditflow plugin")
+        } else {
+            format!("exports {} but neither `stage` nor `format`", found.join(", "))
+        })
+    }
+}
