@@ -1,0 +1,149 @@
+//! HTTP ingest: the routes senders post to, from the raw request to the acknowledgement.
+//!
+//! A request is authenticated, size-checked, decompressed, parsed into canonical events
+//! (all-or-nothing), run through the pipeline, and committed; the 200 goes out only after the
+//! commit. Submodules own one step each: [`auth`], [`body`], [`parse`], [`sark`], [`error`].
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod parse;
+pub mod sark;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Serialize;
+
+use crate::config::Limits;
+use crate::event::Event;
+use crate::pipeline::Pipeline;
+use crate::store::{CommitError, GroupCommit};
+pub use error::ApiError;
+
+/// What the ingest routes need.
+pub struct IngestState {
+    pub tokens: auth::Tokens,
+    pub limits: Limits,
+    pub pipeline: Arc<Pipeline>,
+    pub commit: GroupCommit,
+}
+
+/// The acknowledgement: sent only after every stored event is committed.
+#[derive(Debug, Serialize)]
+pub struct Ack {
+    /// Events newly stored by this request.
+    pub accepted: usize,
+    /// Events already stored earlier (same `event_id`): skipped, still safe.
+    pub duplicates: usize,
+    /// Events a stage dropped on purpose or by its `drop` error policy: not stored.
+    pub dropped: usize,
+    /// The id of every event in the request, in order (generated ones included).
+    pub event_ids: Vec<uuid::Uuid>,
+}
+
+/// `POST /v1/events`: one JSON event, a JSON array of events, or NDJSON; gzip allowed.
+pub async fn post_events(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Ack>, ApiError> {
+    let source = authenticate(&state, auth::bearer(&headers))?;
+    let format = body::BodyFormat::from_headers(&headers)?;
+    let encoding = body::content_encoding(&headers)?;
+    let raw = read_body(&headers, body, &state.limits).await?;
+    let decoded = body::decode(&raw, encoding, &state.limits)?;
+    let events = parse::parse_events(&decoded, format, &state.limits, &source)?;
+    accept(&state, events).await.map(Json)
+}
+
+/// SARK's answer shape (`201 {"audit_id": …, "status": "logged"}`) plus our ack's counts.
+#[derive(Debug, Serialize)]
+pub struct SarkAck {
+    /// The (first) stored event's id, as SARK's own endpoint returns it.
+    pub audit_id: Option<uuid::Uuid>,
+    pub status: &'static str,
+    #[serde(flatten)]
+    pub ack: Ack,
+}
+
+/// `POST /api/v1/gateway/audit`: SARK's `GatewayAuditEvent`, authenticated by
+/// `X-Gateway-Api-Key` (or a bearer token), answered like SARK answers, so SARK's gateway can
+/// switch unchanged.
+pub async fn post_sark(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<SarkAck>), ApiError> {
+    let presented = auth::gateway_api_key(&headers).or_else(|| auth::bearer(&headers));
+    let source = authenticate(&state, presented)?;
+    let encoding = body::content_encoding(&headers)?;
+    let raw = read_body(&headers, body, &state.limits).await?;
+    let decoded = body::decode(&raw, encoding, &state.limits)?;
+    let events = sark::parse_sark(&decoded, &state.limits, &source)?;
+    let ack = accept(&state, events).await?;
+    let audit_id = ack.event_ids.first().copied();
+    Ok((StatusCode::CREATED, Json(SarkAck { audit_id, status: "logged", ack })))
+}
+
+fn authenticate(state: &IngestState, presented: Option<&[u8]>) -> Result<String, ApiError> {
+    presented
+        .and_then(|t| state.tokens.authenticate(t))
+        .map(str::to_owned)
+        .ok_or_else(ApiError::unauthorized)
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Read the body, refusing more than `max_body_bytes` without buffering it.
+async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<bytes::Bytes, ApiError> {
+    let too_large = || ApiError::too_large(format!("request body exceeds max_body_bytes ({} bytes)", limits.max_body_bytes));
+    let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+        return Err(too_large());
+    }
+    match axum::body::to_bytes(body, limits.max_body_bytes).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let over_limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(if over_limit { too_large() } else { ApiError::bad_request("could not read the request body") })
+        }
+    }
+}
+
+/// Run the pipeline and commit; answer only after the commit.
+async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError> {
+    let event_ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
+    let total = events.len();
+    let output = state.pipeline.run(events).await.map_err(|r| {
+        tracing::warn!(stage = %r.stage, error = %r.message, "pipeline rejected request");
+        match r.index {
+            Some(index) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("stage `{}` failed on this event and its error policy is reject", r.stage),
+            )
+            .with_index(index),
+            None => ApiError::internal(format!("stage `{}` failed and its error policy is reject", r.stage)),
+        }
+    })?;
+    let dropped = total - output.kept.len();
+    if output.kept.is_empty() {
+        return Ok(Ack { accepted: 0, duplicates: 0, dropped, event_ids });
+    }
+    let receipt = state.commit.commit(output.kept).await.map_err(|e| match e {
+        CommitError::Overloaded => ApiError::unavailable(1),
+        CommitError::TooLarge => ApiError::too_large("request has more events than the store queue holds"),
+        CommitError::Unavailable(msg) => {
+            tracing::error!(error = %msg, "store unavailable; refusing events");
+            ApiError::unavailable(5)
+        }
+        CommitError::ShuttingDown => ApiError::unavailable(5),
+    })?;
+    Ok(Ack { accepted: receipt.stored, duplicates: receipt.duplicates, dropped, event_ids })
+}
