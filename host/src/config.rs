@@ -150,14 +150,23 @@ impl Default for PipelineConfig {
     }
 }
 
-/// What a stage does with an event it failed on.
+/// What a stage does with an event it failed on (a plugin `error` outcome, or a call that
+/// trapped, timed out or broke the contract; a failed call is re-run event by event first,
+/// so only the events that fail on their own get the policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorPolicy {
-    /// Fail the whole request (5xx); nothing from it is stored.
+    /// Fail the whole request (422 naming the event, 500 if the plugin itself failed); nothing
+    /// from it is stored.
     Reject,
     /// Drop the event (counted).
     Drop,
+    /// Store a quarantine record (event id, stage, error — not the payload) instead of the
+    /// event (counted).
+    Quarantine,
+    /// Pass the event on unchanged, as if the stage were not there. Refused on redaction
+    /// stages: a failed redaction must never let the unredacted event through.
+    Skip,
 }
 
 /// What a stage is for. `redaction` stages fail closed.
@@ -187,6 +196,15 @@ pub struct StageConfig {
     pub on_error: ErrorPolicy,
     /// Warm instances kept for this stage. Default: the number of CPU cores.
     pub instances: Option<usize>,
+    /// Wall-clock budget of one plugin call, in milliseconds. Default 5000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Memory one plugin instance may grow to, in MiB; a failed grow traps. Default 256.
+    #[serde(default = "default_max_memory_mb")]
+    pub max_memory_mb: u64,
+    /// Optional deterministic budget of Wasm instructions ("fuel") per call. Unset by default:
+    /// fuel costs speed, the timeout already bounds every call.
+    pub fuel: Option<u64>,
     /// Passed to the plugin's `init` as JSON.
     #[serde(default = "empty_table")]
     pub config: Value,
@@ -202,6 +220,14 @@ pub struct StageConfig {
 
 fn default_on_error() -> ErrorPolicy {
     ErrorPolicy::Reject
+}
+
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_max_memory_mb() -> u64 {
+    256
 }
 
 fn empty_table() -> Value {
@@ -274,6 +300,23 @@ impl Config {
                     return Err((key(&format!("secrets.{name}")), "also set in `config`; set it in one place".into()));
                 }
             }
+            if stage.role == StageRole::Redaction && stage.on_error == ErrorPolicy::Skip {
+                return Err((
+                    key("on_error"),
+                    "`skip` is not allowed on a redaction stage: a failed redaction would pass the \
+                     event on unredacted (use reject, drop or quarantine)"
+                        .into(),
+                ));
+            }
+            if stage.timeout_ms == 0 {
+                return Err((key("timeout_ms"), "must be at least 1".into()));
+            }
+            if stage.max_memory_mb == 0 || stage.max_memory_mb > 4096 {
+                return Err((key("max_memory_mb"), "must be between 1 and 4096".into()));
+            }
+            if stage.fuel == Some(0) {
+                return Err((key("fuel"), "must be at least 1".into()));
+            }
             if stage.instances == Some(0) {
                 return Err((key("instances"), "must be at least 1".into()));
             }
@@ -282,6 +325,10 @@ impl Config {
             if token.env.is_some() == token.file.is_some() {
                 return Err((format!("auth.tokens[{i}]"), "set exactly one of `env` or `file`".into()));
             }
+        }
+        // serde_json refuses nesting past 128 levels whatever we say; keep the limit meaningful.
+        if !(1..=127).contains(&self.server.limits.max_depth) {
+            return Err(("server.limits.max_depth".into(), "must be between 1 and 127".into()));
         }
         if self.pipeline.batch_size == 0 {
             return Err(("pipeline.batch_size".into(), "must be at least 1".into()));
@@ -315,6 +362,18 @@ mod tests {
         assert_eq!(c.server.listen, "127.0.0.1:8080");
         assert_eq!(c.storage.url, "sqlite://auditflow.db");
         assert_eq!(c.server.limits.max_depth, 32);
+    }
+
+    #[test]
+    fn skip_is_refused_on_a_redaction_stage() {
+        let err = Config::parse(
+            "[[stages]]\nname = \"r\"\nplugin = \"redact\"\nrole = \"redaction\"\non_error = \"skip\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "stages[0].on_error");
+        assert!(err.1.contains("not allowed on a redaction stage"), "{}", err.1);
+        // The same policy on a custom stage is fine.
+        Config::parse("[[stages]]\nname = \"c\"\nplugin = \"x.wasm\"\non_error = \"skip\"\n").unwrap();
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub struct PluginEngine {
 
 struct Inner {
     engine: Engine,
+    fuel: bool,
     linker: Linker<HostState>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -54,13 +55,24 @@ pub struct LoadedComponent {
 }
 
 impl PluginEngine {
+    /// An engine without fuel metering (the timeout bounds every call).
     pub fn new() -> Result<PluginEngine, PluginError> {
+        Self::with_fuel(false)
+    }
+
+    /// An engine for `config`: fuel metering is on only when some stage asks for it.
+    pub fn for_config(config: &crate::config::Config) -> Result<PluginEngine, PluginError> {
+        Self::with_fuel(config.stages.iter().any(|s| s.fuel.is_some()))
+    }
+
+    pub fn with_fuel(fuel: bool) -> Result<PluginEngine, PluginError> {
         let err = |message: String| PluginError::Load { plugin: "(engine)".into(), message };
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
         // A plugin that recurses without bound must trap, not overflow the host's stack.
         config.max_wasm_stack(1 << 20);
+        config.consume_fuel(fuel);
         if let Ok(cache) = wasmtime::Cache::from_file(None) {
             config.cache(Some(cache));
         }
@@ -90,7 +102,11 @@ impl PluginEngine {
                 })
                 .map_err(|e| err(e.to_string()))?;
         }
-        Ok(PluginEngine { inner: Arc::new(Inner { engine, linker, ticker_stop }) })
+        Ok(PluginEngine { inner: Arc::new(Inner { engine, fuel, linker, ticker_stop }) })
+    }
+
+    pub fn fuel_enabled(&self) -> bool {
+        self.inner.fuel
     }
 
     pub fn engine(&self) -> &Engine {

@@ -26,6 +26,8 @@ pub struct InstanceLimits {
     pub max_memory_bytes: usize,
     /// Warm instances kept (and the most calls running at once).
     pub instances: usize,
+    /// Instruction budget per call; needs an engine built with fuel enabled.
+    pub fuel: Option<u64>,
 }
 
 impl Default for InstanceLimits {
@@ -34,6 +36,7 @@ impl Default for InstanceLimits {
             timeout: Duration::from_secs(5),
             max_memory_bytes: 256 << 20,
             instances: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            fuel: None,
         }
     }
 }
@@ -113,6 +116,12 @@ impl<W: PluginWorld> Pool<W> {
         limits: InstanceLimits,
     ) -> Result<Self, PluginError> {
         let stage = context.stage.clone();
+        if limits.fuel.is_some() && !engine.fuel_enabled() {
+            return Err(PluginError::Load {
+                plugin: component.name.clone(),
+                message: "stage sets `fuel` but the engine was built without fuel metering".into(),
+            });
+        }
         if component.world != W::KIND {
             return Err(PluginError::Load {
                 plugin: component.name.clone(),
@@ -151,6 +160,7 @@ impl<W: PluginWorld> Pool<W> {
         // escapes the wall-clock timeout that wraps every call.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        self.refuel(&mut store);
         let started = Instant::now();
         let run = async {
             let bindings = W::instantiate(&self.pre, &mut store).await?;
@@ -165,6 +175,14 @@ impl<W: PluginWorld> Pool<W> {
                 tracing::debug!(stage = %self.stage, elapsed_us = started.elapsed().as_micros() as u64, "plugin instance ready");
                 Ok(Instance { store, bindings })
             }
+        }
+    }
+
+    /// Give the store its per-call fuel budget (unlimited when the stage sets none).
+    fn refuel(&self, store: &mut Store<HostState>) {
+        if self.engine.fuel_enabled() {
+            // Cannot fail: fuel is enabled on this engine.
+            let _ = store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX));
         }
     }
 
@@ -189,6 +207,7 @@ impl<W: PluginWorld> Pool<W> {
             Some(i) => i,
             None => self.fresh_instance().await?,
         };
+        self.refuel(&mut instance.store);
         match tokio::time::timeout(self.limits.timeout, call(&instance.bindings, &mut instance.store)).await {
             Ok(Ok(result)) => {
                 self.put_back(instance);

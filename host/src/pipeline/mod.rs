@@ -1,0 +1,329 @@
+//! The stage chain: runs every event of a request through the configured Wasm stages, in
+//! order, in batches, and applies each stage's error policy.
+//!
+//! Events are converted to the WIT record once on the way in and checked once on the way out,
+//! not per stage, so a chain of N stages costs one conversion, not N.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::config::{Config, ErrorPolicy, SecretSource, StageConfig, StageRole};
+use crate::event::Event;
+use crate::plugin::bindings::{WitEvent, WitOutcome, from_wit, to_wit};
+use crate::plugin::host::StageContext;
+use crate::plugin::{InstanceLimits, PluginEngine, PluginError, TransformPool};
+
+pub mod metrics;
+pub use metrics::StageMetrics;
+
+/// One configured stage.
+pub struct Stage {
+    pub name: String,
+    pub role: StageRole,
+    pub on_error: ErrorPolicy,
+    pool: TransformPool,
+    metrics: StageMetrics,
+}
+
+impl Stage {
+    /// Run this stage alone on a batch and return its raw outcomes (`auditflow plugin test`).
+    pub async fn process_raw(&self, events: &[WitEvent]) -> Result<Vec<WitOutcome>, PluginError> {
+        self.pool.process(events).await
+    }
+}
+
+/// The chain of stages built from a config.
+pub struct Pipeline {
+    stages: Vec<Stage>,
+    batch_size: usize,
+}
+
+/// What the chain made of a request's events.
+#[derive(Debug, Default)]
+pub struct PipelineOutput {
+    /// Events to store, in input order.
+    pub kept: Vec<Event>,
+    /// Events a stage dropped on purpose.
+    pub dropped: usize,
+    /// Events removed by a stage's `drop` error policy.
+    pub failed: usize,
+    /// Events a stage failed on whose policy is `quarantine`: recorded, not stored.
+    pub quarantined: Vec<QuarantineEntry>,
+}
+
+/// What is kept of a quarantined event: which event, where and why — never its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineEntry {
+    pub event_id: uuid::Uuid,
+    pub stage: String,
+    pub error: String,
+}
+
+/// The request must fail: a stage with the `reject` policy failed. Carries no event data.
+#[derive(Debug, thiserror::Error)]
+#[error("stage `{stage}` failed and its policy is reject: {message}")]
+pub struct Rejected {
+    pub stage: String,
+    pub message: String,
+    /// Index of the failing event in the request, when one event (not the call) failed.
+    pub index: Option<usize>,
+}
+
+/// A config the pipeline cannot be built from.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("stages[{index}] (`{stage}`): {source}")]
+    Plugin { index: usize, stage: String, source: PluginError },
+    #[error("stages[{index}].secrets.{name}: {message}")]
+    Secret { index: usize, name: String, message: String },
+}
+
+impl Pipeline {
+    /// Load, link and initialise every stage of `config`.
+    pub async fn build(config: &Config, engine: &PluginEngine) -> Result<Pipeline, BuildError> {
+        let mut stages = Vec::with_capacity(config.stages.len());
+        for (index, sc) in config.stages.iter().enumerate() {
+            stages.push(Self::build_stage(config, engine, index, sc).await?);
+        }
+        Ok(Pipeline { stages, batch_size: config.pipeline.batch_size })
+    }
+
+    async fn build_stage(
+        config: &Config,
+        engine: &PluginEngine,
+        index: usize,
+        sc: &StageConfig,
+    ) -> Result<Stage, BuildError> {
+        let plugin_err = |source| BuildError::Plugin { index, stage: sc.name.clone(), source };
+        let component = engine.load(&sc.plugin, &config.base_dir).map_err(plugin_err)?;
+        let mut stage_config = sc.config.clone();
+        for (name, source) in &sc.secrets {
+            let value = read_secret(config, source)
+                .map_err(|message| BuildError::Secret { index, name: name.clone(), message })?;
+            if let Some(obj) = stage_config.as_object_mut() {
+                obj.insert(name.clone(), serde_json::Value::String(value));
+            }
+        }
+        let mut lookups = sc.lookups.clone();
+        // Every stage may read the pipeline's identity, e.g. to stamp it on events.
+        lookups.insert(
+            "pipeline".into(),
+            BTreeMap::from([
+                ("name".into(), config.pipeline.name.clone()),
+                ("version".into(), config.pipeline.version.clone()),
+            ]),
+        );
+        let mut limits = InstanceLimits {
+            timeout: std::time::Duration::from_millis(sc.timeout_ms),
+            max_memory_bytes: (sc.max_memory_mb as usize) << 20,
+            fuel: sc.fuel,
+            ..InstanceLimits::default()
+        };
+        if let Some(n) = sc.instances {
+            limits.instances = n;
+        }
+        let context = StageContext { stage: sc.name.clone(), lookups };
+        let pool = TransformPool::new(engine, &component, context, stage_config.to_string(), limits)
+            .await
+            .map_err(plugin_err)?;
+        Ok(Stage {
+            name: sc.name.clone(),
+            role: sc.role,
+            on_error: sc.on_error,
+            pool,
+            metrics: StageMetrics::new(&sc.name),
+        })
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// Run every event through the chain.
+    pub async fn run(&self, events: Vec<Event>) -> Result<PipelineOutput, Rejected> {
+        let mut out = PipelineOutput { kept: Vec::with_capacity(events.len()), ..Default::default() };
+        if self.stages.is_empty() {
+            out.kept = events;
+            return Ok(out);
+        }
+        let mut offset = 0;
+        let mut events = events.into_iter();
+        loop {
+            let originals: Vec<Event> = events.by_ref().take(self.batch_size).collect();
+            if originals.is_empty() {
+                break;
+            }
+            let n = originals.len();
+            self.run_batch(offset, originals, &mut out).await?;
+            offset += n;
+        }
+        Ok(out)
+    }
+
+    async fn run_batch(&self, offset: usize, originals: Vec<Event>, out: &mut PipelineOutput) -> Result<(), Rejected> {
+        // (index in `originals`, event as the chain has it so far)
+        let mut live: Vec<(usize, WitEvent)> = originals.iter().map(to_wit).enumerate().collect();
+        for stage in &self.stages {
+            if live.is_empty() {
+                break;
+            }
+            let (idx, batch): (Vec<usize>, Vec<WitEvent>) = live.into_iter().unzip();
+            let results = stage.process_isolating(&batch).await;
+            live = Vec::with_capacity(batch.len());
+            let mut tally = Tally::default();
+            for ((i, before), result) in idx.into_iter().zip(batch).zip(results) {
+                let failure = match result {
+                    EventResult::Keep(after) => {
+                        tally.kept += 1;
+                        live.push((i, after));
+                        continue;
+                    }
+                    EventResult::Drop => {
+                        tally.dropped += 1;
+                        out.dropped += 1;
+                        continue;
+                    }
+                    EventResult::Failed(failure) => failure,
+                };
+                tally.errors += 1;
+                let event_id = originals[i].event_id;
+                match stage.on_error {
+                    ErrorPolicy::Reject => {
+                        stage.metrics.record_outcomes(&tally);
+                        tracing::warn!(stage = %stage.name, %event_id, error = %failure.summary, "stage failed on event; rejecting request");
+                        return Err(Rejected {
+                            stage: stage.name.clone(),
+                            message: failure.summary,
+                            // A plugin `error` names this event; a failed call is the plugin's fault.
+                            index: failure.plugin_reported.then_some(offset + i),
+                        });
+                    }
+                    ErrorPolicy::Drop => {
+                        tracing::warn!(stage = %stage.name, %event_id, error = %failure.summary, "stage failed on event; dropped by policy");
+                        out.failed += 1;
+                    }
+                    ErrorPolicy::Quarantine => {
+                        tally.quarantined += 1;
+                        tracing::warn!(stage = %stage.name, %event_id, error = %failure.summary, "stage failed on event; quarantined");
+                        out.quarantined.push(QuarantineEntry {
+                            event_id,
+                            stage: stage.name.clone(),
+                            error: failure.summary,
+                        });
+                    }
+                    ErrorPolicy::Skip => {
+                        tracing::warn!(stage = %stage.name, %event_id, error = %failure.summary, "stage failed on event; passed on unchanged by policy");
+                        live.push((i, before));
+                    }
+                }
+            }
+            stage.metrics.record_outcomes(&tally);
+        }
+        for (i, wit) in live {
+            match from_wit(wit, &originals[i]) {
+                Ok(e) => out.kept.push(e),
+                Err(message) => {
+                    // Which stage broke it is unknown here; the chain as a whole failed.
+                    return Err(Rejected {
+                        stage: "(chain)".into(),
+                        message: format!("event {}: {message}", originals[i].event_id),
+                        index: Some(offset + i),
+                    });
+                }
+            }
+        }
+        // Keep input order among kept events across batches (they are appended per batch).
+        Ok(())
+    }
+}
+
+/// Per-stage outcome counts of one batch.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub kept: usize,
+    pub dropped: usize,
+    pub errors: usize,
+    pub quarantined: usize,
+}
+
+/// Why a stage failed on one event. `summary` is safe to log and store: it names the stage's
+/// failure (trap, timeout, contract breach, or that the plugin reported an error), never the
+/// event's contents. What a plugin said in its `error` outcome may quote the event, so it is
+/// logged at debug level only.
+#[derive(Debug)]
+struct Failure {
+    summary: String,
+    plugin_reported: bool,
+}
+
+enum EventResult {
+    Keep(WitEvent),
+    Drop,
+    Failed(Failure),
+}
+
+impl Stage {
+    /// Run the stage on a batch. When the call itself fails (trap, timeout, contract breach),
+    /// re-run the batch event by event — the failed instance is already discarded, so each
+    /// retry gets a healthy one — and only the events that fail alone are failures.
+    async fn process_isolating(&self, batch: &[WitEvent]) -> Vec<EventResult> {
+        match self.call(batch).await {
+            Ok(outcomes) => outcomes.into_iter().map(|o| self.event_result(o)).collect(),
+            Err(e) if batch.len() == 1 => vec![EventResult::Failed(Failure { summary: e.to_string(), plugin_reported: false })],
+            Err(e) => {
+                tracing::warn!(stage = %self.name, events = batch.len(), error = %e, "stage call failed; re-running its batch event by event");
+                let mut results = Vec::with_capacity(batch.len());
+                for event in batch {
+                    results.push(match self.call(std::slice::from_ref(event)).await {
+                        Ok(mut o) => match o.pop() {
+                            Some(outcome) => self.event_result(outcome),
+                            None => EventResult::Failed(Failure { summary: "no outcome".into(), plugin_reported: false }),
+                        },
+                        Err(e) => EventResult::Failed(Failure { summary: e.to_string(), plugin_reported: false }),
+                    });
+                }
+                results
+            }
+        }
+    }
+
+    async fn call(&self, batch: &[WitEvent]) -> Result<Vec<WitOutcome>, PluginError> {
+        let started = Instant::now();
+        let result = self.pool.process(batch).await;
+        self.metrics.record_call(started.elapsed(), batch.len());
+        if let Err(e) = &result {
+            self.metrics.record_failure(e);
+        }
+        result
+    }
+
+    fn event_result(&self, outcome: WitOutcome) -> EventResult {
+        match outcome {
+            WitOutcome::Keep(e) => EventResult::Keep(e),
+            WitOutcome::Drop => EventResult::Drop,
+            WitOutcome::Error(message) => {
+                tracing::debug!(stage = %self.name, plugin_message = %message, "plugin reported an event error");
+                EventResult::Failed(Failure {
+                    summary: format!("stage `{}` reported an error for this event", self.name),
+                    plugin_reported: true,
+                })
+            }
+        }
+    }
+}
+
+fn read_secret(config: &Config, source: &SecretSource) -> Result<String, String> {
+    let value = match (&source.env, &source.file) {
+        (Some(var), _) => std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
+        (None, Some(file)) => {
+            let path = config.resolve_path(file);
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
+        (None, None) => return Err("set `env` or `file`".into()),
+    };
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        return Err("the secret is empty".into());
+    }
+    Ok(value)
+}
