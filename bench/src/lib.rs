@@ -1,0 +1,46 @@
+//! Shared pieces of the benchmarks and the load generator: loading the dev-set events and
+//! turning them into the shapes each side of a comparison needs.
+
+use std::path::PathBuf;
+
+use auditflow::config::Limits;
+use auditflow::event::Event;
+use auditflow::ingest::body::BodyFormat;
+use auditflow::ingest::parse::parse_events;
+use auditflow::plugin::bindings::WitEvent;
+
+/// `../shared/data/<name>` beside the checkout.
+pub fn shared_data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(name)
+}
+
+/// The first `n` events of the dev set, parsed exactly as ingest parses them.
+pub fn dev_events(n: usize) -> Vec<Event> {
+    let text = std::fs::read_to_string(shared_data("events-dev.ndjson")).expect("dev set");
+    let body: String = text.lines().take(n).collect::<Vec<_>>().join("\n");
+    let limits = Limits { max_events: usize::MAX, ..Limits::default() };
+    parse_events(body.as_bytes(), BodyFormat::Ndjson, &limits, "bench").expect("dev set parses")
+}
+
+/// The host's WIT record → the guest SDK's record (same fields, different generated type), so
+/// the native run sees exactly the data the Wasm run receives.
+pub fn to_sdk(e: &WitEvent) -> auditflow_sdk::Event {
+    auditflow_sdk::Event {
+        event_id: e.event_id.clone(),
+        event_type: e.event_type.clone(),
+        timestamp_us: e.timestamp_us,
+        actor_type: e.actor_type.clone(),
+        actor_id: e.actor_id.clone(),
+        agent_id: e.agent_id.clone(),
+        server_name: e.server_name.clone(),
+        tool_name: e.tool_name.clone(),
+        decision: e.decision.clone(),
+        outcome: e.outcome.clone(),
+        reason: e.reason.clone(),
+        request_id: e.request_id.clone(),
+        correlation_id: e.correlation_id.clone(),
+        source_ip: e.source_ip.clone(),
+        source: e.source.clone(),
+        metadata: e.metadata.clone(),
+    }
+}

@@ -1,0 +1,159 @@
+//! Test harness for end-to-end tests: runs the real `auditflow` binary on a free loopback port
+//! with a config written to a temp dir, and talks to it over real HTTP.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_auditflow");
+pub const TOKEN: &str = "e2e-test-token";
+
+/// Root of the workspace (for examples/ and ../shared).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// `../shared/data/<name>` next to the checkout.
+pub fn shared_data(name: &str) -> PathBuf {
+    workspace().join("../shared/data").join(name)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running auditflow server; killed when dropped.
+pub struct TestServer {
+    pub child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+impl TestServer {
+    /// Start a server with `config` (TOML). `{{WORKSPACE}}` is replaced by the workspace root.
+    /// The config must read its token from env `AUDITFLOW_TOKEN`.
+    pub fn start(config: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, config)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> TestServer {
+        let config_path = dir.path().join("auditflow.toml");
+        let text = config.replace("{{WORKSPACE}}", &workspace().display().to_string());
+        std::fs::write(&config_path, text).unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let log_path = dir.path().join("server.log");
+        let child = spawn_server(&config_path, &addr, &log_path);
+        let server = TestServer { child, addr, dir, config_path, log_path };
+        server.wait_healthy();
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = self.url("/health");
+        while Instant::now() < deadline {
+            if let Ok(resp) = probe::blocking_get(&url) {
+                if resp == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not become healthy; log:\n{}", self.log());
+    }
+
+    /// SQLite file of this server (the configs in tests use `sqlite://events.db`).
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("events.db").display())
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn spawn_server(config: &Path, addr: &str, log: &Path) -> Child {
+    let log_file = std::fs::File::create(log).unwrap();
+    Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", addr])
+        .env("AUDITFLOW_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .unwrap()
+}
+
+/// Minimal blocking HTTP probe so the harness needs no runtime.
+mod probe {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    pub fn blocking_get(url: &str) -> std::io::Result<u16> {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut s = TcpStream::connect(host)?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf)?;
+        Ok(buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
+    }
+}
+
+/// Run the auditflow CLI; returns (exit success, stdout, stderr).
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).env("AUDITFLOW_TOKEN", TOKEN).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Gzip bytes.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Every stored row as JSON, read through the auditflow CLI (`query --format ndjson`).
+pub fn stored_rows(server: &TestServer) -> Vec<serde_json::Value> {
+    let (ok, out, err) = cli(&[
+        "query", "--config", server.config_path.to_str().unwrap(), "--limit", "1000000", "--format", "ndjson",
+    ]);
+    assert!(ok, "query failed: {err}");
+    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+pub fn http() -> ::reqwest::Client {
+    ::reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// The quick start pipeline with storage in the test's temp dir.
+pub fn quickstart_config() -> String {
+    let text = std::fs::read_to_string(workspace().join("examples/quickstart.toml")).unwrap();
+    text.replace("url = \"sqlite://quickstart.db\"", "url = \"sqlite://events.db\"")
+}

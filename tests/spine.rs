@@ -1,0 +1,331 @@
+//! End-to-end tests of the spine: a real auditflow process, real HTTP, the real Wasm
+//! plugins, SQLite storage.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn post(server: &TestServer, body: Vec<u8>, content_type: &str) -> (u16, Value) {
+    let resp = http()
+        .post(server.url("/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+fn dev_lines() -> Vec<String> {
+    std::fs::read_to_string(shared_data("events-dev.ndjson"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Posting the whole dev set stores every event with no labeled PII left anywhere, keeps the
+/// decoys, and a resend is reported as duplicates and stores nothing new.
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_set_is_stored_redacted_and_resend_is_idempotent() {
+    let server = TestServer::start(&quickstart_config());
+    let lines = dev_lines();
+    assert_eq!(lines.len(), 5000);
+
+    for chunk in lines.chunks(500) {
+        let (status, ack) = post(&server, chunk.join("\n").into_bytes(), "application/x-ndjson").await;
+        assert_eq!(status, 200, "{ack}");
+        assert_eq!(ack["accepted"], 500, "{ack}");
+        assert_eq!(ack["duplicates"], 0);
+    }
+    let rows = stored_rows(&server);
+    assert_eq!(rows.len(), 5000);
+
+    // No labeled PII value appears anywhere in any stored row; decoys survive.
+    let labels = std::fs::read_to_string(shared_data("labels-dev.ndjson")).unwrap();
+    let by_id: HashMap<String, String> = rows
+        .iter()
+        .map(|r| (r["event_id"].as_str().unwrap().to_owned(), r.to_string()))
+        .collect();
+    let (mut decoys, mut decoys_kept, mut pii_checked) = (0, 0, 0);
+    for line in labels.lines() {
+        let label: Value = serde_json::from_str(line).unwrap();
+        let row = &by_id[label["event_id"].as_str().unwrap()];
+        for pii in label["pii"].as_array().unwrap() {
+            let pii = pii.as_str().unwrap();
+            // Compare against the JSON-escaped form, as the row text is JSON.
+            let escaped = serde_json::to_string(pii).unwrap();
+            let escaped = &escaped[1..escaped.len() - 1];
+            assert!(!row.contains(escaped), "PII survived in event {}", label["event_id"]);
+            pii_checked += 1;
+        }
+        for decoy in label["decoys"].as_array().unwrap() {
+            decoys += 1;
+            if row.contains(decoy.as_str().unwrap()) {
+                decoys_kept += 1;
+            }
+        }
+    }
+    assert!(pii_checked > 5000);
+    let kept = decoys_kept as f64 / decoys as f64;
+    assert!(kept >= 0.995, "only {decoys_kept}/{decoys} decoys survived");
+
+    // Enrichment ran after redaction.
+    assert_eq!(rows[0]["metadata"]["pipeline"], json!({"name": "quickstart", "version": "1"}));
+    assert!(rows[0]["metadata"]["data_classification"].is_string());
+    assert_eq!(rows[0]["source"], "quickstart");
+
+    // The same file again: nothing new, 5 000 duplicates.
+    let mut dups = 0;
+    for chunk in lines.chunks(500) {
+        let (status, ack) = post(&server, chunk.join("\n").into_bytes(), "application/x-ndjson").await;
+        assert_eq!(status, 200);
+        assert_eq!(ack["accepted"], 0);
+        dups += ack["duplicates"].as_u64().unwrap();
+    }
+    assert_eq!(dups, 5000);
+    assert_eq!(stored_rows(&server).len(), 5000);
+}
+
+fn one_event() -> Value {
+    json!({"event_type": "tool_invoke", "timestamp": "2026-11-01T00:00:00Z", "actor": {"type": "user", "id": "alice@example.com"}})
+}
+
+/// Every class of bad input gets its status and a JSON error naming what is wrong, and
+/// nothing from the request is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
+    let mut cfg = quickstart_config();
+    cfg = cfg.replace("[storage]", "[server.limits]\nmax_body_bytes = 1000000\nmax_decompressed_bytes = 2000000\nmax_depth = 8\n\n[storage]");
+    let server = TestServer::start(&cfg);
+    let good = one_event();
+
+    // One valid event first, so "unchanged" is measured against a non-empty store.
+    let (status, _) = post(&server, good.to_string().into_bytes(), "application/json").await;
+    assert_eq!(status, 200);
+
+    // Malformed JSON → 400 with line and column.
+    let (status, err) = post(&server, b"{\"event_type\": \"x\",\n  \"timestamp\": }".to_vec(), "application/json").await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["line"], 2, "{err}");
+    assert!(err["column"].as_u64().is_some(), "{err}");
+
+    // Malformed NDJSON line → 400 naming the line.
+    let body = format!("{}\n{}\n{{nope\n", good, good);
+    let (status, err) = post(&server, body.into_bytes(), "application/x-ndjson").await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["line"], 3, "{err}");
+
+    // Missing required field → 422 naming index and field; the valid events before it are
+    // not stored either.
+    let body = json!([good, good, {"timestamp": "2026-11-01T00:00:00Z"}]);
+    let (status, err) = post(&server, body.to_string().into_bytes(), "application/json").await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["index"], 2);
+    assert_eq!(err["field"], "event_type");
+
+    // Ill-typed field → 422.
+    let mut bad = good.clone();
+    bad["decision"] = json!(7);
+    let (status, err) = post(&server, json!([good, bad]).to_string().into_bytes(), "application/json").await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["index"], 1);
+    assert_eq!(err["field"], "decision");
+
+    // Nesting deeper than the limit → 422.
+    let mut deep = json!("x");
+    for _ in 0..20 {
+        deep = json!({ "d": deep });
+    }
+    let mut nested = good.clone();
+    nested["metadata"] = deep;
+    let (status, err) = post(&server, nested.to_string().into_bytes(), "application/json").await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["field"], "metadata");
+
+    // Body over the limit → 413.
+    let big = vec![b' '; 1_100_000];
+    let (status, err) = post(&server, big, "application/json").await;
+    assert_eq!(status, 413, "{err}");
+
+    // Gzip bomb: small on the wire, over the decompressed limit → 413 without inflating it.
+    let bomb = gzip(&vec![b' '; 50_000_000]);
+    assert!(bomb.len() < 1_000_000);
+    let resp = http()
+        .post(server.url("/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    let err: Value = resp.json().await.unwrap();
+    assert!(err["error"].as_str().unwrap().contains("max_decompressed_bytes"), "{err}");
+
+    // Unsupported content type → 415.
+    let (status, err) = post(&server, good.to_string().into_bytes(), "text/plain").await;
+    assert_eq!(status, 415, "{err}");
+
+    // Missing or wrong token → 401.
+    for token in [None, Some("wrong-token")] {
+        let mut req = http().post(server.url("/v1/events")).header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.body(good.to_string()).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+        let err: Value = resp.json().await.unwrap();
+        assert!(err["error"].is_string());
+    }
+
+    // Error messages never echo event contents.
+    let mut leaky = good.clone();
+    leaky["decision"] = json!("secret-value-123");
+    let (status, err) = post(&server, leaky.to_string().into_bytes(), "application/json").await;
+    assert_eq!(status, 422);
+    assert!(!err.to_string().contains("secret-value-123"), "{err}");
+
+    assert_eq!(stored_rows(&server).len(), 1, "a refused request stored something");
+    assert!(!server.log().contains("secret-value-123"), "server log leaked event contents");
+}
+
+/// Gzip bodies, single objects and arrays all ingest; event ids are generated when missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_arrays_and_generated_ids_are_accepted() {
+    let server = TestServer::start(&quickstart_config());
+    let body = json!([one_event(), one_event()]).to_string();
+    let resp = http()
+        .post(server.url("/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip(body.as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let ack: Value = resp.json().await.unwrap();
+    assert_eq!(ack["accepted"], 2);
+    let ids = ack["event_ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 2);
+    // Generated ids are UUIDv7 (version nibble 7).
+    assert_eq!(&ids[0].as_str().unwrap()[14..15], "7");
+    let rows = stored_rows(&server);
+    assert_eq!(rows.len(), 2);
+    // The actor id was pseudonymised by the redact stage, stably.
+    assert_eq!(rows[0]["actor"]["id"], rows[1]["actor"]["id"]);
+    assert!(rows[0]["actor"]["id"].as_str().unwrap().starts_with("[HASH:"), "{}", rows[0]);
+}
+
+/// SARK's gateway posts its GatewayAuditEvent with `X-Gateway-Api-Key` and is stored as a
+/// canonical event.
+#[tokio::test(flavor = "multi_thread")]
+async fn sark_gateway_audit_route_accepts_sark_payloads() {
+    let server = TestServer::start(&quickstart_config());
+    let payload = json!({
+        "event_type": "tool_invoke",
+        "user_id": "bob@example.com",
+        "agent_id": "agent-2",
+        "server_name": "github-mcp",
+        "tool_name": "create_issue",
+        "decision": "deny",
+        "reason": "denied by policy",
+        "timestamp": 1_793_000_000,
+        "gateway_request_id": "gw-req-42",
+        "metadata": {}
+    });
+    let resp = http()
+        .post(server.url("/api/v1/gateway/audit"))
+        .header("x-gateway-api-key", TOKEN)
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(status, 201, "{}", resp.text().await.unwrap());
+    let rows = stored_rows(&server);
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row["request_id"], "gw-req-42");
+    assert_eq!(row["decision"], "deny");
+    assert_eq!(row["timestamp"], "2026-10-26T07:33:20Z");
+    assert!(!row.to_string().contains("bob@example.com"));
+
+    let resp = http()
+        .post(server.url("/api/v1/gateway/audit"))
+        .header("x-gateway-api-key", "nope")
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+}
+
+/// A team's own plugin (examples/custom-redactor) loads from its path and runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_redactor_example_masks_employee_ids() {
+    let cfg = std::fs::read_to_string(workspace().join("examples/custom-redactor.toml"))
+        .unwrap()
+        .replace("url = \"sqlite://custom-redactor.db\"", "url = \"sqlite://events.db\"")
+        .replace("\"../target/plugins/wasm32-wasip2/release/custom_redactor.wasm\"",
+            &format!("{:?}", auditflow_artifacts::path("custom-redactor").display().to_string()));
+    let server = TestServer::start(&cfg);
+    let events = std::fs::read(workspace().join("examples/events.ndjson")).unwrap();
+    let (status, ack) = post(&server, events, "application/x-ndjson").await;
+    assert_eq!(status, 200, "{ack}");
+    let rows = stored_rows(&server);
+    let all = serde_json::to_string(&rows).unwrap();
+    assert!(!all.contains("EMP-204518") && !all.contains("EMP-771203"));
+    assert!(all.contains("/home/[REDACTED:employee_id]/payroll.csv"), "{all}");
+}
+
+/// `auditflow validate` names the mistyped key or the missing plugin file.
+#[test]
+fn validate_names_the_bad_key_or_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[[stages]]\nname = \"redact\"\nplugin = \"redact\"\non_eror = \"drop\"\n").unwrap();
+    let (ok, _, err) = cli(&["validate", "--config", typo.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("stages[0].on_eror"), "{err}");
+
+    let missing = dir.path().join("missing.toml");
+    std::fs::write(&missing, "[[stages]]\nname = \"mine\"\nplugin = \"plugins/nope.wasm\"\n").unwrap();
+    let (ok, _, err) = cli(&["validate", "--config", missing.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("nope.wasm") && err.contains("not found"), "{err}");
+
+    let bad_plugin_config = dir.path().join("badcfg.toml");
+    std::fs::write(&bad_plugin_config, "[[stages]]\nname = \"r\"\nplugin = \"redact\"\n[stages.config]\ndetectors = [\"emial\"]\n").unwrap();
+    let (ok, _, err) = cli(&["validate", "--config", bad_plugin_config.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("emial"), "{err}");
+
+    let quickstart = workspace().join("examples/quickstart.toml");
+    let (ok, out, err) = cli(&["validate", "--config", quickstart.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("redact → enrich"), "{out}");
+}
+
+/// `auditflow plugin test` shows what a stage changes.
+#[test]
+fn plugin_test_prints_a_before_after_diff() {
+    let quickstart = workspace().join("examples/quickstart.toml");
+    let input = workspace().join("examples/events.ndjson");
+    let (ok, out, err) = cli(&[
+        "plugin", "test", "--config", quickstart.to_str().unwrap(), "--stage", "redact", "--input", input.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("- actor.id: \"obrien@mail.example.net\""), "{out}");
+    assert!(out.contains("+ actor.id: \"[HASH:"), "{out}");
+    assert!(out.contains("[REDACTED:ssn]"), "{out}");
+    assert!(out.contains("21 events"), "{out}");
+}
