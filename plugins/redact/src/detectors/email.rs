@@ -1,0 +1,115 @@
+//! Email addresses: found from each `@` (or URL-encoded `%40`), extended over the local part to
+//! the left and the domain to the right.
+
+use super::{Detector, Hit, is_alnum};
+
+fn is_local(b: u8) -> bool {
+    is_alnum(b) || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-') || b >= 0x80
+}
+fn is_domain(b: u8) -> bool {
+    is_alnum(b) || b == b'-' || b >= 0x80
+}
+
+#[inline(never)]
+pub(super) fn scan_email(s: &[u8], hits: &mut Vec<Hit>) {
+    let mut done = 0;
+    for at in memchr::memchr_iter(b'@', s) {
+        done = email_at(s, at, at + 1, done, hits);
+    }
+    // URL-encoded (`bob%40example.com`), as in query strings and form bodies.
+    if memchr::memchr(b'%', s).is_some() {
+        let mut done = 0;
+        for at in memchr::memmem::find_iter(s, b"%40") {
+            done = email_at(s, at, at + 3, done, hits);
+        }
+    }
+}
+
+/// Record the address around the at-sign `s[at..domain]`, if there is one. `done` is where
+/// the previous address ended; returns the new value.
+fn email_at(s: &[u8], at: usize, domain: usize, done: usize, hits: &mut Vec<Hit>) -> usize {
+    if at < done {
+        return done;
+    }
+    let mut a = at;
+    while a > done && is_local(s[a - 1]) {
+        a -= 1;
+    }
+    while a < at && s[a] == b'.' {
+        a += 1;
+    }
+    if a == at {
+        return done;
+    }
+    // Domain: labels joined by single dots; the last one (the TLD) is 2+ letters.
+    let mut j = domain;
+    let mut labels = 0;
+    let mut end = None;
+    loop {
+        let l = j;
+        while j < s.len() && is_domain(s[j]) {
+            j += 1;
+        }
+        if j == l {
+            break;
+        }
+        labels += 1;
+        let label = &s[l..j];
+        if labels >= 2
+            && label.len() >= 2
+            && label.iter().all(|&b| b.is_ascii_alphabetic() || b >= 0x80)
+        {
+            end = Some(j);
+        }
+        if s.get(j) == Some(&b'.') && s.get(j + 1).is_some_and(|&b| is_domain(b)) {
+            j += 1;
+        } else {
+            break;
+        }
+    }
+    match end {
+        Some(end) => {
+            hits.push(Hit {
+                start: a,
+                end,
+                detector: Detector::Email,
+            });
+            end
+        }
+        None => done,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn email() {
+        assert_finds(
+            "email",
+            "mail obrien@mail.example.net now",
+            "obrien@mail.example.net",
+        );
+        assert_finds(
+            "email",
+            "x heidi+audit20@EXAMPLE.CO.UK.",
+            "heidi+audit20@EXAMPLE.CO.UK",
+        );
+        assert_finds("email", "zoë.o-neil@example.com", "zoë.o-neil@example.com");
+        assert_finds(
+            "email",
+            "mailto:<ivan@sub.dept.example.io>",
+            "ivan@sub.dept.example.io",
+        );
+        assert_finds(
+            "email",
+            "/invite?email=bob%40example.com&x=1",
+            "bob%40example.com",
+        );
+        assert_eq!(
+            found("user@localhost and @handle and a@b.c1", "email"),
+            Vec::<String>::new()
+        );
+    }
+}

@@ -1,0 +1,529 @@
+//! Formats that start with a literal: vendor tokens (after gitleaks' rules), JWTs, bearer
+//! credentials and PEM private keys. Their prefixes are indexed by their first two bytes and
+//! only tried at word starts.
+
+use super::{Detector, Hit, is_alnum, is_digit, is_hex};
+
+/// Character sets of token bodies.
+#[derive(Clone, Copy)]
+enum Charset {
+    /// `[A-Za-z0-9]`
+    Alnum,
+    /// `[A-Z0-9]`
+    UpperAlnum,
+    /// `[A-Za-z0-9_]`
+    Word,
+    /// `[A-Za-z0-9_-]` (base64url)
+    B64Url,
+    /// `[A-Za-z0-9+/=]` (base64)
+    B64,
+    /// `[0-9a-fA-F]`
+    Hex,
+    /// `[0-9a-f]`
+    LowerHex,
+    /// `[A-Za-z0-9-]`
+    Dashed,
+    /// `[A-Za-z0-9_./=-]`: URL paths and dotted tokens
+    Path,
+}
+
+impl Charset {
+    fn contains(self, b: u8) -> bool {
+        match self {
+            Charset::Alnum => is_alnum(b),
+            Charset::UpperAlnum => b.is_ascii_uppercase() || is_digit(b),
+            Charset::Word => is_alnum(b) || b == b'_',
+            Charset::B64Url => is_alnum(b) || b == b'_' || b == b'-',
+            Charset::B64 => is_alnum(b) || b == b'+' || b == b'/' || b == b'=',
+            Charset::Hex => is_hex(b),
+            Charset::LowerHex => is_digit(b) || matches!(b, b'a'..=b'f'),
+            Charset::Dashed => is_alnum(b) || b == b'-',
+            Charset::Path => is_alnum(b) || matches!(b, b'_' | b'.' | b'/' | b'=' | b'-'),
+        }
+    }
+}
+
+/// A token that starts with a fixed literal: `prefix` then `min..=max` bytes of `body`.
+struct TokenRule {
+    detector: Detector,
+    prefix: &'static str,
+    body: Charset,
+    min: usize,
+    max: usize,
+    /// Whether the prefix is part of the secret. `AccountKey=` names the field; `ghp_` is
+    /// part of the token.
+    mask_prefix: bool,
+}
+
+const fn rule(
+    detector: Detector,
+    prefix: &'static str,
+    body: Charset,
+    min: usize,
+    max: usize,
+) -> TokenRule {
+    TokenRule {
+        detector,
+        prefix,
+        body,
+        min,
+        max,
+        mask_prefix: true,
+    }
+}
+
+/// The literal-prefixed token formats (after gitleaks' rules). Lengths are a little looser
+/// than the vendors' current formats so that older and newer token generations still match;
+/// the boundary checks keep them from matching inside longer identifiers.
+const TOKEN_RULES: &[TokenRule] = {
+    use Charset::*;
+    use Detector::*;
+    &[
+        rule(AwsAccessKey, "AKIA", UpperAlnum, 16, 16),
+        rule(AwsAccessKey, "ASIA", UpperAlnum, 16, 16),
+        rule(AwsAccessKey, "ABIA", UpperAlnum, 16, 16),
+        rule(AwsAccessKey, "ACCA", UpperAlnum, 16, 16),
+        rule(AwsAccessKey, "A3T", UpperAlnum, 17, 17),
+        rule(GithubToken, "ghp_", Alnum, 30, 255),
+        rule(GithubToken, "gho_", Alnum, 30, 255),
+        rule(GithubToken, "ghu_", Alnum, 30, 255),
+        rule(GithubToken, "ghs_", Alnum, 30, 255),
+        rule(GithubToken, "ghr_", Alnum, 30, 255),
+        rule(GithubToken, "github_pat_", Word, 22, 255),
+        rule(GitlabToken, "glpat-", B64Url, 20, 255),
+        rule(GitlabToken, "gldt-", B64Url, 20, 255),
+        rule(GitlabToken, "glrt-", B64Url, 20, 255),
+        rule(GitlabToken, "glptt-", B64Url, 20, 255),
+        rule(GitlabToken, "glcbt-", B64Url, 20, 255),
+        rule(GitlabToken, "glimt-", B64Url, 20, 255),
+        rule(GitlabToken, "glsoat-", B64Url, 20, 255),
+        rule(GitlabToken, "glffct-", B64Url, 20, 255),
+        rule(GitlabToken, "gloas-", B64Url, 20, 255),
+        rule(GitlabToken, "GR1348941", B64Url, 20, 255),
+        rule(SlackWebhook, "hooks.slack.com/services/", Path, 20, 255),
+        rule(SlackWebhook, "hooks.slack.com/workflows/", Path, 20, 255),
+        rule(SlackWebhook, "hooks.slack.com/triggers/", Path, 20, 255),
+        rule(SlackToken, "xoxa-", Dashed, 10, 255),
+        rule(SlackToken, "xoxb-", Dashed, 10, 255),
+        rule(SlackToken, "xoxp-", Dashed, 10, 255),
+        rule(SlackToken, "xoxo-", Dashed, 10, 255),
+        rule(SlackToken, "xoxr-", Dashed, 10, 255),
+        rule(SlackToken, "xoxs-", Dashed, 10, 255),
+        rule(SlackToken, "xoxe-", Dashed, 10, 255),
+        rule(SlackToken, "xoxe.xoxp-", Dashed, 10, 255),
+        rule(SlackToken, "xapp-", Dashed, 10, 255),
+        rule(StripeKey, "sk_live_", Alnum, 10, 255),
+        rule(StripeKey, "sk_test_", Alnum, 10, 255),
+        rule(StripeKey, "sk_prod_", Alnum, 10, 255),
+        rule(StripeKey, "rk_live_", Alnum, 10, 255),
+        rule(StripeKey, "rk_test_", Alnum, 10, 255),
+        rule(StripeKey, "rk_prod_", Alnum, 10, 255),
+        rule(StripeKey, "whsec_", Alnum, 24, 255),
+        rule(GoogleApiKey, "AIza", B64Url, 35, 35),
+        rule(AnthropicKey, "sk-ant-", B64Url, 20, 255),
+        rule(OpenaiKey, "sk-proj-", B64Url, 20, 255),
+        rule(OpenaiKey, "sk-svcacct-", B64Url, 20, 255),
+        rule(OpenaiKey, "sk-admin-", B64Url, 20, 255),
+        rule(OpenaiKey, "sk-None-", B64Url, 20, 255),
+        // Bare `sk-` is the legacy OpenAI format; 32+ characters keeps it off `sk-learn`-like
+        // words, and leftmost-longest prefers the more specific prefixes above.
+        rule(OpenaiKey, "sk-", B64Url, 32, 255),
+        rule(TwilioKey, "SK", Hex, 32, 32),
+        rule(SendgridKey, "SG.", Path, 60, 80),
+        rule(NpmToken, "npm_", Alnum, 36, 36),
+        TokenRule {
+            detector: AzureStorageKey,
+            prefix: "AccountKey=",
+            body: B64,
+            min: 80,
+            max: 100,
+            mask_prefix: false,
+        },
+        rule(HuggingfaceToken, "hf_", Alnum, 30, 40),
+        rule(PypiToken, "pypi-AgEIcHlwaS5vcmc", B64Url, 50, 255),
+        rule(ShopifyToken, "shpat_", Hex, 32, 32),
+        rule(ShopifyToken, "shpca_", Hex, 32, 32),
+        rule(ShopifyToken, "shppa_", Hex, 32, 32),
+        rule(ShopifyToken, "shpss_", Hex, 32, 32),
+        rule(DigitaloceanToken, "dop_v1_", LowerHex, 64, 64),
+        rule(DigitaloceanToken, "doo_v1_", LowerHex, 64, 64),
+        rule(DigitaloceanToken, "dor_v1_", LowerHex, 64, 64),
+    ]
+};
+
+/// What a literal prefix introduces.
+#[derive(Clone, Copy)]
+enum Anchor {
+    Token(&'static TokenRule),
+    Jwt,
+    Bearer,
+    PrivateKey,
+}
+
+const BEARER_PREFIXES: [&str; 3] = ["Bearer ", "bearer ", "BEARER "];
+
+/// The literal prefixes of the enabled anchored formats, indexed by their first two bytes.
+pub(super) struct Anchors {
+    /// `(first byte, second byte)` (both ASCII) → 1 + index into `groups`, or 0.
+    bigrams: Vec<u8>,
+    /// Prefixes sharing their first two bytes, longest first.
+    groups: Vec<Vec<(&'static [u8], Anchor)>>,
+}
+
+impl Anchors {
+    /// The prefixes of the enabled formats (`enabled` is indexed by detector).
+    pub(super) fn new(enabled: &[bool; Detector::COUNT]) -> Anchors {
+        let mut prefixes: Vec<(&'static str, Anchor)> = Vec::new();
+        for rule in TOKEN_RULES.iter().filter(|r| enabled[r.detector as usize]) {
+            prefixes.push((rule.prefix, Anchor::Token(rule)));
+        }
+        if enabled[Detector::Jwt as usize] {
+            prefixes.push(("eyJ", Anchor::Jwt));
+        }
+        if enabled[Detector::Bearer as usize] {
+            prefixes.extend(BEARER_PREFIXES.map(|p| (p, Anchor::Bearer)));
+        }
+        if enabled[Detector::PrivateKey as usize] {
+            prefixes.push(("-----BEGIN ", Anchor::PrivateKey));
+        }
+        let mut bigrams = vec![0u8; 128 * 128];
+        let mut groups: Vec<Vec<(&'static [u8], Anchor)>> = Vec::new();
+        for (prefix, anchor) in prefixes {
+            let p = prefix.as_bytes();
+            let slot = usize::from(p[0]) * 128 + usize::from(p[1]);
+            if bigrams[slot] == 0 {
+                groups.push(Vec::new());
+                bigrams[slot] = u8::try_from(groups.len()).expect("fewer than 255 prefix pairs");
+            }
+            groups[usize::from(bigrams[slot]) - 1].push((p, anchor));
+        }
+        for group in &mut groups {
+            group.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        }
+        Anchors { bigrams, groups }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The prefixes that could start at `i`.
+    fn at(&self, s: &[u8], i: usize) -> &[(&'static [u8], Anchor)] {
+        match (s.get(i), s.get(i + 1)) {
+            (Some(&a), Some(&b)) if a < 128 && b < 128 => {
+                match self.bigrams[usize::from(a) * 128 + usize::from(b)] {
+                    0 => &[],
+                    g => &self.groups[usize::from(g) - 1],
+                }
+            }
+            _ => &[],
+        }
+    }
+}
+
+/// Every anchored format starts at a word start (its first byte is not preceded by a letter
+/// or digit), so only word starts are looked at, and the rest of each word is skipped with one
+/// class test per byte; the bigram table rules out nearly all word starts with one lookup.
+#[inline(never)]
+pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], hits: &mut Vec<Hit>) {
+    let n = s.len();
+    let mut i = 0;
+    while i < n {
+        let b = s[i];
+        if !(is_alnum(b) || b == b'-') {
+            i += 1;
+            continue;
+        }
+        // `i` starts a word (or a run of dashes, for `-----BEGIN`).
+        if let Some(resume) = anchored_at(anchors, s, i, hits) {
+            i = resume;
+            continue;
+        }
+        i += 1;
+        if b != b'-' {
+            while i < n && is_alnum(s[i]) {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Try the prefixes that could start at `i`, longest first, and record the first format that
+/// matches. Returns where to resume scanning when the match is to be skipped over.
+fn anchored_at(anchors: &Anchors, s: &[u8], i: usize, hits: &mut Vec<Hit>) -> Option<usize> {
+    for &(prefix, anchor) in anchors.at(s, i) {
+        if !s[i..].starts_with(prefix) {
+            continue;
+        }
+        let end = i + prefix.len();
+        let hit = match anchor {
+            Anchor::Token(rule) => match_token(rule, s, i, end),
+            Anchor::Jwt => match_jwt(s, i),
+            Anchor::Bearer => match_bearer(s, end),
+            Anchor::PrivateKey => match_private_key(s, i, end),
+        };
+        if let Some(hit) = hit {
+            hits.push(hit);
+            // A bearer credential is often a format of its own (a JWT, a `ghp_` token): keep
+            // looking inside it, and the merge labels the span by the more specific detector.
+            return (hit.detector != Detector::Bearer).then_some(hit.end.max(i + 1));
+        }
+    }
+    None
+}
+
+/// `start` is a word start (see [`scan_anchored`]); `body` is where the prefix ends.
+fn match_token(rule: &TokenRule, s: &[u8], start: usize, body: usize) -> Option<Hit> {
+    let mut end = body;
+    while end < s.len() && rule.body.contains(s[end]) {
+        end += 1;
+    }
+    // Trailing sentence punctuation is not part of a dotted token.
+    if matches!(rule.body, Charset::Path) {
+        while end > body && matches!(s[end - 1], b'.' | b'=') {
+            end -= 1;
+        }
+    }
+    let len = end - body;
+    if len < rule.min || len > rule.max || s.get(end).is_some_and(|&b| is_alnum(b)) {
+        return None;
+    }
+    let start = if rule.mask_prefix { start } else { body };
+    Some(Hit {
+        start,
+        end,
+        detector: rule.detector,
+    })
+}
+
+fn b64url_run(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && Charset::B64Url.contains(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// `eyJ…` header, payload and signature (JWS, 3 parts) or the 5 parts of a JWE.
+fn match_jwt(s: &[u8], start: usize) -> Option<Hit> {
+    if start > 0 && Charset::B64Url.contains(s[start - 1]) {
+        return None;
+    }
+    let mut end = b64url_run(s, start);
+    if end - start < 10 {
+        return None;
+    }
+    let mut parts = 1;
+    while parts < 5 && s.get(end) == Some(&b'.') {
+        let next = b64url_run(s, end + 1);
+        // An unsigned token ends in an empty signature (`header.payload.`).
+        if next == end + 1 && parts < 2 {
+            break;
+        }
+        end = next;
+        parts += 1;
+    }
+    (parts >= 3).then_some(Hit {
+        start,
+        end,
+        detector: Detector::Jwt,
+    })
+}
+
+/// The credential after `Bearer `; the scheme word is kept.
+fn match_bearer(s: &[u8], mut i: usize) -> Option<Hit> {
+    while s.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let start = i;
+    while i < s.len()
+        && (is_alnum(s[i]) || matches!(s[i], b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='))
+    {
+        i += 1;
+    }
+    let token = &s[start..i];
+    // Prose (`Bearer authentication`) is letters only; credentials are not.
+    let credential = token.len() >= 8 && token.iter().any(|b| !b.is_ascii_alphabetic());
+    credential.then_some(Hit {
+        start,
+        end: i,
+        detector: Detector::Bearer,
+    })
+}
+
+/// A PEM private-key block from `-----BEGIN … PRIVATE KEY-----` through its END line. Without
+/// an END line (a truncated value) everything to the end of the string goes.
+fn match_private_key(s: &[u8], start: usize, label: usize) -> Option<Hit> {
+    let header_end = memchr::memmem::find(&s[label..s.len().min(label + 64)], b"-----")? + label;
+    // Certificates and public keys use the same armour; only private keys are secrets.
+    memchr::memmem::find(&s[label..header_end], b"PRIVATE KEY")?;
+    let body = header_end + 5;
+    let end = match memchr::memmem::find(&s[body..], b"-----END") {
+        Some(e) => {
+            let footer = body + e + 8;
+            match memchr::memmem::find(&s[footer..s.len().min(footer + 64)], b"-----") {
+                Some(f) => footer + f + 5,
+                None => s.len(),
+            }
+        }
+        None => s.len(),
+    };
+    Some(Hit {
+        start,
+        end,
+        detector: Detector::PrivateKey,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn jwt_and_bearer() {
+        let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJZ1wUVl4nuYV-d8fNYvvDbzDZST6IaXqA2h9Uz0-T.1SaQ6dDwxlGejkc5bJFIoxSLivuGvIL6P_8odNXR1yH";
+        assert_finds("jwt", &format!("Bearer {jwt}"), jwt);
+        assert_finds("bearer", &format!("Bearer {jwt}"), jwt);
+        assert_finds("jwt", &format!("token={jwt}&x=1"), jwt);
+        assert_finds("bearer", "Authorization: bearer abc123.def", "abc123.def");
+        assert_eq!(
+            found("xeyJhbGciOiJIUzI1NiJ9.a.b eyJhbGciOiJIUzI1NiJ9", "jwt"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn tokens() {
+        let cases = [
+            (
+                "aws_access_key",
+                "AWS_ACCESS_KEY_ID=AKIAK0QIA9CN3K6CYMWG REGION=x",
+                "AKIAK0QIA9CN3K6CYMWG",
+            ),
+            (
+                "aws_access_key",
+                "ASIAY34FZKBOKMUTVV7A",
+                "ASIAY34FZKBOKMUTVV7A",
+            ),
+            (
+                "github_token",
+                "token=ghp_JN6U6PrPod6eWGP4xkGXY4nttSt2JxkSSVDM&page=2",
+                "ghp_JN6U6PrPod6eWGP4xkGXY4nttSt2JxkSSVDM",
+            ),
+            (
+                "github_token",
+                "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
+                "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
+            ),
+            (
+                "slack_token",
+                "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOp",
+                "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOp",
+            ),
+            (
+                "slack_webhook",
+                "post https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX.",
+                "hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+            ),
+            (
+                "stripe_key",
+                "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+                "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            ),
+            (
+                "google_api_key",
+                "key=AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+                "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+            ),
+            (
+                "gitlab_token",
+                "glpat-xxxxxxxxxxxxxxxxxxxx",
+                "glpat-xxxxxxxxxxxxxxxxxxxx",
+            ),
+            (
+                "openai_key",
+                "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+                "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+            ),
+            (
+                "openai_key",
+                "sk-abcdefghijklmnopqrstT3BlbkFJabcdefghijklmnopqrst",
+                "sk-abcdefghijklmnopqrstT3BlbkFJabcdefghijklmnopqrst",
+            ),
+            (
+                "anthropic_key",
+                "sk-ant-api03-abcdefghijklmnopqrstuvwxyz",
+                "sk-ant-api03-abcdefghijklmnopqrstuvwxyz",
+            ),
+            (
+                "twilio_key",
+                "SK0123456789abcdef0123456789abcdef",
+                "SK0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "sendgrid_key",
+                "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",
+                "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",
+            ),
+            (
+                "npm_token",
+                "npm_abcdefghijklmnopqrstuvwxyz0123456789",
+                "npm_abcdefghijklmnopqrstuvwxyz0123456789",
+            ),
+            (
+                "huggingface_token",
+                "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH",
+                "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH",
+            ),
+            (
+                "shopify_token",
+                "shpat_0123456789abcdef0123456789abcdef",
+                "shpat_0123456789abcdef0123456789abcdef",
+            ),
+        ];
+        for (name, text, expected) in cases {
+            assert_finds(name, text, expected);
+        }
+        let azure_key = format!("{}==", "a1B2".repeat(21) + "cd");
+        assert_finds(
+            "azure_storage_key",
+            &format!(
+                "DefaultEndpointsProtocol=https;AccountName=x;AccountKey={azure_key};EndpointSuffix=core"
+            ),
+            &azure_key,
+        );
+        // Word starts after punctuation, including a dash, still count.
+        assert_finds(
+            "github_token",
+            "x-ghp_JN6U6PrPod6eWGP4xkGXY4nttSt2JxkSSVDM",
+            "ghp_JN6U6PrPod6eWGP4xkGXY4nttSt2JxkSSVDM",
+        );
+        assert_finds(
+            "aws_access_key",
+            "id_AKIAK0QIA9CN3K6CYMWG",
+            "AKIAK0QIA9CN3K6CYMWG",
+        );
+        // Glued to a longer identifier, or too short: not a token.
+        for decoy in [
+            "xAKIAK0QIA9CN3K6CYMWG",
+            "ghp_short",
+            "mask-abcdefghijklmnopqrstuvwxyz0123456789",
+            "TASK0123456789abcdef0123456789abcdef",
+        ] {
+            assert_nothing(decoy);
+        }
+    }
+
+    #[test]
+    fn private_key_block() {
+        let block = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\nabc==\n-----END RSA PRIVATE KEY-----";
+        assert_finds("private_key", &format!("key:\n{block}\nrest"), block);
+        let openssh = "-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAA\\n-----END OPENSSH PRIVATE KEY-----";
+        assert_finds("private_key", openssh, openssh);
+        // Truncated: everything after the header goes.
+        assert_finds(
+            "private_key",
+            "x -----BEGIN PRIVATE KEY-----\nMIIEvQ",
+            "-----BEGIN PRIVATE KEY-----\nMIIEvQ",
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The reference redaction plugin: removes PII and secrets from audit events.
+//!
+//! [`Redactor`] owns the compiled config and the per-event work: typed fields are scanned or
+//! replaced per the config, then every value in `metadata`. [`RedactPlugin`] exports it as a
+//! Wasm `transform` stage. The pieces live in their own modules: `config` (parsing and
+//! checking the stage config), `detectors` (the pattern detectors), `secrets` (secrets found
+//! by key name), `actions` (mask, hash, drop), `metadata` (the pass over the metadata JSON)
+//! and `scratch` (buffers reused across a batch). See README.md for the config reference.
+
+mod actions;
+mod config;
+mod detectors;
+mod metadata;
+mod scratch;
+mod secrets;
+
+use auditflow_sdk::{Config, Event, Outcome, Transform, fields};
+
+use crate::actions::{Action, Hasher, Rewrite};
+use crate::config::FieldRule;
+use crate::detectors::{Detector, Detectors};
+use crate::metadata::MetaRules;
+use crate::scratch::Scratch;
+use crate::secrets::SecretKeys;
+
+/// What happens to one typed field.
+#[derive(Debug, Clone, Copy)]
+enum TypedPlan {
+    /// Run the detectors over it.
+    Scan,
+    /// Replace it as a whole (`fields`, `deny_fields`).
+    Whole(Action),
+}
+
+/// A compiled redaction config. Build it once with [`Redactor::from_config`]; one instance
+/// serves any number of events, from any number of threads. Its only mutable state is the
+/// memo of recent pseudonyms.
+pub struct Redactor {
+    detectors: Detectors,
+    secrets: SecretKeys,
+    actions: [Action; Detector::COUNT],
+    hasher: Hasher,
+    /// Typed fields with something to do, by their config name.
+    typed: Vec<(&'static str, TypedPlan)>,
+    meta: MetaRules,
+}
+
+impl Redactor {
+    /// Compile the stage config (see README.md). Errors name the offending key.
+    pub fn from_config(config: &serde_json::Value) -> Result<Redactor, String> {
+        let settings = config::parse(config)?;
+        let typed = fields::TEXT_FIELDS
+            .iter()
+            .filter_map(|&name| match settings.fields.get(name) {
+                Some(FieldRule::Allow) => None,
+                Some(FieldRule::Redact(action)) => Some((name, TypedPlan::Whole(*action))),
+                None => settings
+                    .scan_fields
+                    .contains(&name)
+                    .then_some((name, TypedPlan::Scan)),
+            })
+            .collect();
+        Ok(Redactor {
+            detectors: Detectors::new(&settings.detectors),
+            secrets: SecretKeys::new(&settings.secret_keys),
+            actions: settings.actions,
+            hasher: Hasher::new(settings.hash_key.as_deref()),
+            typed,
+            meta: MetaRules::new(&settings.fields),
+        })
+    }
+
+    /// Redact one event in place. Fails only if `metadata` is not valid JSON; the event must
+    /// then not pass on, as nothing in its metadata was checked.
+    pub fn redact(&self, event: &mut Event) -> Result<(), String> {
+        self.redact_with(event, &mut Scratch::default())
+    }
+
+    fn redact_with(&self, event: &mut Event, scratch: &mut Scratch) -> Result<(), String> {
+        for &(name, plan) in &self.typed {
+            let Some(field) = fields::text_field_mut(event, name) else {
+                continue;
+            };
+            let Some(value) = field.as_deref() else {
+                continue;
+            };
+            let rewrite = match plan {
+                TypedPlan::Scan => self.rewrite_text(value, scratch),
+                TypedPlan::Whole(action) => actions::whole(action, "field", value, &self.hasher),
+            };
+            match rewrite {
+                Rewrite::Unchanged => {}
+                Rewrite::Changed(new) => *field = Some(new),
+                Rewrite::Drop => *field = None,
+            }
+        }
+        if event.metadata.is_empty() || self.meta.skip_all() {
+            return Ok(());
+        }
+        if let Some(redacted) = metadata::redact(self, &event.metadata, scratch)? {
+            event.metadata = redacted;
+        }
+        Ok(())
+    }
+
+    /// Redact a batch: one outcome per event, in order. Events are never dropped here (`drop`
+    /// removes fields, not events); an event whose metadata is not JSON becomes an error.
+    pub fn redact_batch(&self, events: Vec<Event>) -> Vec<Outcome> {
+        let mut scratch = Scratch::default();
+        events
+            .into_iter()
+            .map(
+                |mut event| match self.redact_with(&mut event, &mut scratch) {
+                    Ok(()) => Outcome::Keep(event),
+                    Err(e) => Outcome::Error(e),
+                },
+            )
+            .collect()
+    }
+
+    /// Find everything in `text`, into `scratch.hits`.
+    fn find(&self, text: &str, scratch: &mut Scratch) {
+        scratch.hits.clear();
+        self.detectors.scan(text, &mut scratch.hits);
+        self.secrets.scan_pairs(text, &mut scratch.hits);
+    }
+
+    /// Find everything in `text` and rewrite it.
+    fn rewrite_text(&self, text: &str, scratch: &mut Scratch) -> Rewrite {
+        self.find(text, scratch);
+        actions::rewrite(text, &mut scratch.hits, &self.actions, &self.hasher)
+    }
+}
+
+/// The Wasm stage: a [`Redactor`] built from the stage config.
+pub struct RedactPlugin(pub Redactor);
+
+impl Transform for RedactPlugin {
+    fn init(config: Config) -> Result<Self, String> {
+        Redactor::from_config(&config).map(RedactPlugin)
+    }
+
+    fn process(&mut self, mut event: Event) -> Outcome {
+        match self.0.redact(&mut event) {
+            Ok(()) => Outcome::Keep(event),
+            Err(e) => Outcome::Error(e),
+        }
+    }
+
+    fn process_batch(&mut self, events: Vec<Event>) -> Vec<Outcome> {
+        self.0.redact_batch(events)
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+auditflow_sdk::export_transform!(RedactPlugin);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,13 @@
+//! Per-batch working memory: buffers reused from one string and event to the next, so that
+//! steady-state redaction does not allocate for its bookkeeping.
+
+use crate::detectors::Hit;
+use crate::metadata::Edit;
+
+#[derive(Default)]
+pub struct Scratch {
+    pub hits: Vec<Hit>,
+    pub edits: Vec<Edit>,
+    /// Replacement text of the metadata edits, written once, already as JSON.
+    pub buf: String,
+}

@@ -1,0 +1,362 @@
+//! Secrets found by the name of their key rather than by their format: JSON object keys such
+//! as `"password"` or `"Authorization"`, and `key=value` / `key: value` pairs inside strings
+//! (URL query strings, env dumps, header lines, embedded JSON).
+
+use crate::detectors::{Detector, Hit};
+
+/// Key names whose values are secrets, matched as substrings of the normalised key.
+pub const DEFAULT_SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "access_key",
+    "secret_key",
+    "client_secret",
+    "private_key",
+    "credential",
+    "cookie",
+    "session",
+];
+
+/// Authorization schemes: in `Authorization: Bearer abc` the credential is `abc`.
+const SCHEMES: &[&[u8]] = &[b"bearer", b"basic", b"token", b"bot", b"negotiate"];
+
+/// Longest key looked at; longer runs of key characters are not key names.
+const MAX_KEY: usize = 64;
+
+/// Lowercase ASCII and drop `-` and `_`, so `X-Api-Key`, `api_key` and `apiKey` all read
+/// `apikey`. Separators are dropped rather than unified so camelCase keys match too.
+fn normalise_into(key: &[u8], out: &mut [u8; MAX_KEY]) -> usize {
+    let mut n = 0;
+    for &b in key.iter().take(MAX_KEY) {
+        if b != b'-' && b != b'_' {
+            out[n] = b.to_ascii_lowercase();
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The configured secret key names.
+pub struct SecretKeys {
+    /// Normalised, deduplicated entries; empty when key-name detection is off.
+    entries: Vec<Vec<u8>>,
+    /// A bit per byte pair that starts an entry of 2+ bytes: nearly every position of a key
+    /// is ruled out with one lookup.
+    starts: Box<[u64; 1024]>,
+    /// Entries of a single byte.
+    singles: [bool; 256],
+}
+
+impl SecretKeys {
+    /// `entries` must be non-empty strings after normalisation (checked by the config parser).
+    pub fn new(entries: &[String]) -> SecretKeys {
+        let mut normalised: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|e| {
+                let mut buf = [0u8; MAX_KEY];
+                let n = normalise_into(e.as_bytes(), &mut buf);
+                buf[..n].to_vec()
+            })
+            .filter(|e| !e.is_empty())
+            .collect();
+        normalised.sort();
+        normalised.dedup();
+        let mut starts = Box::new([0u64; 1024]);
+        let mut singles = [false; 256];
+        for e in &normalised {
+            match e.as_slice() {
+                [b] => singles[usize::from(*b)] = true,
+                [a, b, ..] => {
+                    let pair = usize::from(*a) << 8 | usize::from(*b);
+                    starts[pair >> 6] |= 1 << (pair & 63);
+                }
+                [] => {}
+            }
+        }
+        SecretKeys {
+            entries: normalised,
+            starts,
+            singles,
+        }
+    }
+
+    /// Whether `entry` normalises to something (an empty entry would match every key).
+    pub fn valid_entry(entry: &str) -> bool {
+        let mut buf = [0u8; MAX_KEY];
+        entry.len() <= MAX_KEY && normalise_into(entry.as_bytes(), &mut buf) > 0
+    }
+
+    /// Whether the key `key` names a secret.
+    pub fn is_secret(&self, key: &str) -> bool {
+        self.is_secret_bytes(key.as_bytes())
+    }
+
+    fn is_secret_bytes(&self, key: &[u8]) -> bool {
+        if self.entries.is_empty() {
+            return false;
+        }
+        // A key longer than MAX_KEY is judged by its first MAX_KEY bytes.
+        let mut buf = [0u8; MAX_KEY];
+        let n = normalise_into(key, &mut buf);
+        let k = &buf[..n];
+        for i in 0..n {
+            if self.singles[usize::from(k[i])] {
+                return true;
+            }
+            if i + 1 < n {
+                let pair = usize::from(k[i]) << 8 | usize::from(k[i + 1]);
+                if self.starts[pair >> 6] & (1 << (pair & 63)) != 0
+                    && self
+                        .entries
+                        .iter()
+                        .any(|e| e.len() >= 2 && k[i..].starts_with(e))
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Append a [`Detector::Secret`] hit for the value of every `key=value` or `key: value`
+    /// pair in `text` whose key names a secret, and for the password in URL userinfo
+    /// (`scheme://user:password@host`). The key itself is kept.
+    pub fn scan_pairs(&self, text: &str, hits: &mut Vec<Hit>) {
+        if self.entries.is_empty() {
+            return;
+        }
+        let s = text.as_bytes();
+        let mut done = 0;
+        for sep in memchr::memchr2_iter(b'=', b':', s) {
+            if sep < done {
+                continue;
+            }
+            if let Some((start, end)) = self.pair_value(s, sep) {
+                hits.push(Hit {
+                    start,
+                    end,
+                    detector: Detector::Secret,
+                });
+                done = end;
+            }
+        }
+    }
+
+    /// The span of the secret value after the separator at `sep`, if its key is a secret key.
+    fn pair_value(&self, s: &[u8], sep: usize) -> Option<(usize, usize)> {
+        // The key: `password=`, `password: `, `"password": `, `password = `.
+        let mut k_end = sep;
+        while k_end > 0 && s[k_end - 1] == b' ' {
+            k_end -= 1;
+        }
+        if k_end > 0 && matches!(s[k_end - 1], b'"' | b'\'') {
+            k_end -= 1;
+        }
+        let mut k_start = k_end;
+        while k_start > 0 && k_end - k_start < MAX_KEY && is_key_byte(s[k_start - 1]) {
+            k_start -= 1;
+        }
+        if k_start == k_end {
+            return None;
+        }
+        if s[sep] == b':' && k_start >= 3 && &s[k_start - 3..k_start] == b"://" {
+            return userinfo_password(s, sep);
+        }
+        if !self.is_secret_bytes(&s[k_start..k_end]) {
+            return None;
+        }
+        let mut v = sep + 1;
+        // `key: value` and `key = value` are spaced; in `KEY= NEXT=x` the value is empty.
+        if s[sep] == b':' || k_end < sep {
+            while s.get(v) == Some(&b' ') {
+                v += 1;
+            }
+        }
+        if let Some(&q) = s.get(v).filter(|&&b| b == b'"' || b == b'\'') {
+            let start = v + 1;
+            let end = memchr::memchr(q, &s[start..]).map_or(s.len(), |e| start + e);
+            return (end > start).then_some((start, end));
+        }
+        let mut end = value_end(s, v);
+        // `Authorization: Bearer abc`: redact the credential, keep the scheme.
+        let word = &s[v..end];
+        if SCHEMES
+            .iter()
+            .any(|scheme| word.eq_ignore_ascii_case(scheme))
+            && s.get(end) == Some(&b' ')
+        {
+            let mut c = end;
+            while s.get(c) == Some(&b' ') {
+                c += 1;
+            }
+            if c < s.len() && value_end(s, c) > c {
+                v = c;
+                end = value_end(s, c);
+            }
+        }
+        (end > v).then_some((v, end))
+    }
+}
+
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+/// Where an unquoted value ends: at `&`, whitespace, `;`, `,` or a quote.
+fn value_end(s: &[u8], mut i: usize) -> usize {
+    while i < s.len()
+        && !matches!(
+            s[i],
+            b'&' | b' ' | b'\t' | b'\n' | b'\r' | b';' | b',' | b'"' | b'\''
+        )
+    {
+        i += 1;
+    }
+    i
+}
+
+/// In `scheme://user:password@host/…` the password runs from after `:` to the `@`.
+fn userinfo_password(s: &[u8], colon: usize) -> Option<(usize, usize)> {
+    let start = colon + 1;
+    let mut i = start;
+    while i < s.len() && !matches!(s[i], b'@' | b'/' | b' ' | b'?' | b'#' | b'"' | b'\'') {
+        i += 1;
+    }
+    (s.get(i) == Some(&b'@') && i > start).then_some((start, i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> SecretKeys {
+        let entries: Vec<String> = DEFAULT_SECRET_KEYS.iter().map(|s| s.to_string()).collect();
+        SecretKeys::new(&entries)
+    }
+
+    fn values(text: &str) -> Vec<&str> {
+        let mut hits = Vec::new();
+        defaults().scan_pairs(text, &mut hits);
+        hits.iter().map(|h| &text[h.start..h.end]).collect()
+    }
+
+    #[test]
+    fn key_names() {
+        let keys = defaults();
+        for secret in [
+            "password",
+            "Password",
+            "db_password",
+            "userPassword",
+            "PWD",
+            "X-Api-Key",
+            "apiKey",
+            "api-key",
+            "Authorization",
+            "Proxy-Authorization",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ACCESS_KEY_ID",
+            "accessKey",
+            "client_secret",
+            "privateKey",
+            "refresh_token",
+            "Set-Cookie",
+            "sessionId",
+            "credentials",
+        ] {
+            assert!(keys.is_secret(secret), "{secret} should be a secret key");
+        }
+        for plain in [
+            "X-Request-Id",
+            "request_id",
+            "user",
+            "author",
+            "gateway_version",
+            "headers",
+            "page",
+            "ssn",
+            "keyboard",
+            "",
+        ] {
+            assert!(!keys.is_secret(plain), "{plain} should not be a secret key");
+        }
+    }
+
+    #[test]
+    fn custom_list_replaces_defaults() {
+        let keys = SecretKeys::new(&["pin".to_owned(), "X".to_owned()]);
+        assert!(keys.is_secret("card_PIN"));
+        assert!(keys.is_secret("x-id"));
+        assert!(!keys.is_secret("password"));
+        assert!(
+            keys.is_secret("pi_n2"),
+            "separators are dropped before matching"
+        );
+        assert!(!keys.is_secret("pn_i"));
+        assert!(!SecretKeys::new(&[]).is_secret("password"));
+        assert!(!SecretKeys::valid_entry("-_-"));
+        assert!(SecretKeys::valid_entry("otp"));
+    }
+
+    #[test]
+    fn query_strings() {
+        assert_eq!(
+            values(
+                "https://api.example.com/login?user=svc&password=pWwtG2Bg#YS&token=ghp_JN6U6PrPod&page=2"
+            ),
+            ["pWwtG2Bg#YS", "ghp_JN6U6PrPod"]
+        );
+    }
+
+    #[test]
+    fn env_and_header_lines() {
+        assert_eq!(
+            values("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG REGION=us-east-1"),
+            ["wJalrXUtnFEMI/K7MDENG"]
+        );
+        assert_eq!(values("password: hunter2; user: bob"), ["hunter2"]);
+        assert_eq!(
+            values("Authorization: Bearer abc.def.ghi\nX-Request-Id: 42"),
+            ["abc.def.ghi"]
+        );
+        assert_eq!(
+            values("Authorization: Basic dXNlcjpwYXNz"),
+            ["dXNlcjpwYXNz"]
+        );
+        assert_eq!(
+            values("X-Request-Id: a46d6753-ec14-4cb4-8e73-ca47ea90a8f0"),
+            Vec::<&str>::new()
+        );
+    }
+
+    #[test]
+    fn embedded_json_and_quotes() {
+        assert_eq!(
+            values(r#"{"password": "p@ss w0rd", "user": "bob"}"#),
+            ["p@ss w0rd"]
+        );
+        assert_eq!(values("secret='abc def'"), ["abc def"]);
+    }
+
+    #[test]
+    fn url_userinfo() {
+        assert_eq!(
+            values("postgres://app:s3cr3t@db.internal:5432/app"),
+            ["s3cr3t"]
+        );
+        assert_eq!(values("https://example.com:8443/path"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn empty_values_are_not_hits() {
+        assert_eq!(values("password= next"), Vec::<&str>::new());
+        assert_eq!(values("token=&page=2"), Vec::<&str>::new());
+    }
+}
