@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::PluginError;
 use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, transform};
@@ -28,6 +28,7 @@ pub struct PluginEngine {
 struct Inner {
     engine: Engine,
     fuel: bool,
+    pooling: bool,
     linker: Linker<HostState>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -35,6 +36,23 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How to size the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Meter fuel (needed by any stage that sets `fuel`).
+    pub fuel: bool,
+    /// Largest linear memory any instance may grow to.
+    pub max_memory_bytes: usize,
+    /// Component instances the pooling allocator holds at once.
+    pub instance_slots: u32,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { fuel: false, max_memory_bytes: 256 << 20, instance_slots: 64 }
     }
 }
 
@@ -55,28 +73,66 @@ pub struct LoadedComponent {
 }
 
 impl PluginEngine {
-    /// An engine without fuel metering (the timeout bounds every call).
+    /// An engine with default options (no fuel metering; the timeout bounds every call).
     pub fn new() -> Result<PluginEngine, PluginError> {
-        Self::with_fuel(false)
+        Self::with_options(EngineOptions::default())
     }
 
-    /// An engine for `config`: fuel metering is on only when some stage asks for it.
+    /// An engine sized for `config`: fuel metering only when some stage asks for it, pooled
+    /// memories as large as the largest stage's `max_memory_mb`, enough instance slots for
+    /// every stage's pool twice over (a hot reload builds the new pipeline beside the old).
     pub fn for_config(config: &crate::config::Config) -> Result<PluginEngine, PluginError> {
-        Self::with_fuel(config.stages.iter().any(|s| s.fuel.is_some()))
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let instances: usize = config.stages.iter().map(|s| s.instances.unwrap_or(cores)).sum();
+        Self::with_options(EngineOptions {
+            fuel: config.stages.iter().any(|s| s.fuel.is_some()),
+            max_memory_bytes: config.stages.iter().map(|s| (s.max_memory_mb as usize) << 20).max().unwrap_or(256 << 20),
+            instance_slots: (2 * instances + 16).max(64) as u32,
+        })
     }
 
-    pub fn with_fuel(fuel: bool) -> Result<PluginEngine, PluginError> {
+    pub fn with_options(options: EngineOptions) -> Result<PluginEngine, PluginError> {
         let err = |message: String| PluginError::Load { plugin: "(engine)".into(), message };
+        // The pooling allocator makes fresh instances (after a trap, on reload) cheap, but
+        // reserves a lot of address space up front; where the host cannot reserve it, fall
+        // back to on-demand allocation rather than refuse to start.
+        match Engine::new(&Self::wasmtime_config(&options, true)) {
+            Ok(engine) => Self::finish(engine, options.fuel, true),
+            Err(e) => {
+                tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand instance allocation");
+                let engine = Engine::new(&Self::wasmtime_config(&options, false)).map_err(|e| err(e.to_string()))?;
+                Self::finish(engine, options.fuel, false)
+            }
+        }
+    }
+
+    fn wasmtime_config(options: &EngineOptions, pooling: bool) -> Config {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
         // A plugin that recurses without bound must trap, not overflow the host's stack.
         config.max_wasm_stack(1 << 20);
-        config.consume_fuel(fuel);
+        config.consume_fuel(options.fuel);
         if let Ok(cache) = wasmtime::Cache::from_file(None) {
             config.cache(Some(cache));
         }
-        let engine = Engine::new(&config).map_err(|e| err(e.to_string()))?;
+        if pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            let slots = options.instance_slots;
+            pool.total_component_instances(slots)
+                // A Rust guest is a few core instances and one memory per component.
+                .total_core_instances(slots * 4)
+                .total_memories(slots * 2)
+                .total_tables(slots * 4)
+                .total_stacks(slots)
+                .max_memory_size(options.max_memory_bytes);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        config
+    }
+
+    fn finish(engine: Engine, fuel: bool, pooling: bool) -> Result<PluginEngine, PluginError> {
+        let err = |message: String| PluginError::Load { plugin: "(engine)".into(), message };
 
         let mut linker = Linker::new(&engine);
         // Rust wasm32-wasip2 guests import WASI even when they never use it; link it against
@@ -102,7 +158,12 @@ impl PluginEngine {
                 })
                 .map_err(|e| err(e.to_string()))?;
         }
-        Ok(PluginEngine { inner: Arc::new(Inner { engine, fuel, linker, ticker_stop }) })
+        Ok(PluginEngine { inner: Arc::new(Inner { engine, fuel, pooling, linker, ticker_stop }) })
+    }
+
+    /// Whether instances come from the pooling allocator (false: on-demand fallback).
+    pub fn pooling(&self) -> bool {
+        self.inner.pooling
     }
 
     pub fn fuel_enabled(&self) -> bool {

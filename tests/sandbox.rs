@@ -1,0 +1,193 @@
+//! End-to-end tests of the plugin sandbox: hostile plugins (tests/plugins/hostile, built from
+//! source by the normal cargo build) misbehave on marker events while the server keeps
+//! serving, only the marked events meet the stage's error policy, and a failed redaction never
+//! lets an unredacted event through.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn hostile_path() -> String {
+    auditflow_artifacts::path("hostile").display().to_string()
+}
+
+/// A config with the hostile stage in `mode`, with `extra` stage keys (policy, limits).
+fn config(mode: &str, role: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[auth.tokens]]
+name = "test"
+env = "AUDITFLOW_TOKEN"
+
+[storage]
+url = "sqlite://events.db"
+
+[[stages]]
+name = "hostile"
+plugin = {path:?}
+role = "{role}"
+instances = 2
+{extra}
+[stages.config]
+mode = "{mode}"
+
+[[stages]]
+name = "redact"
+plugin = "redact"
+role = "redaction"
+[stages.config]
+fields = {{ "actor.id" = "hash" }}
+hash_key = "k"
+"#,
+        path = hostile_path()
+    )
+}
+
+fn batch(n: usize, poison_at: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({
+                "event_type": if i == poison_at { "poison" } else { "tool_invoke" },
+                "timestamp": "2026-11-01T00:00:00Z",
+                "actor": {"type": "user", "id": format!("user{i}@example.com")},
+                "metadata": {"n": i, "note": format!("contact user{i}@example.com")}
+            })
+        })
+        .collect()
+}
+
+async fn post(server: &TestServer, events: &[Value]) -> (u16, Value) {
+    let resp = http()
+        .post(server.url("/v1/events"))
+        .bearer_auth(TOKEN)
+        .json(&events)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn still_serving(server: &TestServer) {
+    let (status, ack) = post(server, &batch(3, usize::MAX)).await;
+    assert_eq!(status, 200, "server stopped serving healthy events: {ack}");
+}
+
+/// For every hostile mode, with the `drop` policy: the request succeeds, only the poison
+/// event is dropped, the other events of the same batch are stored, and the server keeps
+/// serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_hostile_plugin_only_costs_its_poison_event() {
+    for mode in ["loop", "alloc", "trap", "wrong_count", "bad_json", "escape", "error"] {
+        let server = TestServer::start(&config(
+            mode,
+            "custom",
+            "on_error = \"drop\"\ntimeout_ms = 500\nmax_memory_mb = 64",
+        ));
+        let events = batch(10, 4);
+        let (status, ack) = post(&server, &events).await;
+        // bad_json passes the stage but breaks the contract check at the end of the chain,
+        // which rejects; every other mode is handled inside the stage by its policy.
+        if mode == "bad_json" {
+            assert_eq!(status, 422, "{mode}: {ack}");
+            assert_eq!(ack["index"], 4, "{mode}: {ack}");
+            assert_eq!(stored_rows(&server).len(), 0, "{mode}");
+        } else {
+            assert_eq!(status, 200, "{mode}: {ack}");
+            assert_eq!(ack["accepted"], 9, "{mode}: {ack}");
+            assert_eq!(ack["dropped"], 1, "{mode}: {ack}");
+            let rows = stored_rows(&server);
+            assert_eq!(rows.len(), 9, "{mode}");
+            assert!(rows.iter().all(|r| r["event_type"] == "tool_invoke"), "{mode}");
+            assert!(rows.iter().all(|r| r["metadata"].get("escaped").is_none()), "{mode}: plugin escaped the sandbox");
+        }
+        still_serving(&server).await;
+    }
+}
+
+/// A redaction stage that traps never lets the unredacted event reach the store: with
+/// `reject` the request fails and nothing from it is stored; with `drop` only the poison
+/// event is lost and what is stored is redacted.
+#[tokio::test(flavor = "multi_thread")]
+async fn trapping_redactor_fails_closed() {
+    let server = TestServer::start(&config("trap", "redaction", "on_error = \"reject\""));
+    let (status, ack) = post(&server, &batch(10, 4)).await;
+    assert_eq!(status, 500, "{ack}");
+    assert!(!ack.to_string().contains("example.com"), "error leaked event contents: {ack}");
+    assert_eq!(stored_rows(&server).len(), 0);
+    assert!(!server.log().contains("user4@example.com"), "log leaked event contents");
+    still_serving(&server).await;
+    drop(server);
+
+    let server = TestServer::start(&config("trap", "redaction", "on_error = \"drop\""));
+    let (status, ack) = post(&server, &batch(10, 4)).await;
+    assert_eq!(status, 200, "{ack}");
+    let rows = stored_rows(&server);
+    assert_eq!(rows.len(), 9);
+    let all = serde_json::to_string(&rows).unwrap();
+    assert!(!all.contains("@example.com"), "unredacted data stored: {all}");
+}
+
+/// The `quarantine` policy stores a record (event id, stage, error — no payload) instead of
+/// the poison event, counts it, and stores the rest of the batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn quarantine_policy_records_the_poison_event_without_its_payload() {
+    let server = TestServer::start(&config("trap", "redaction", "on_error = \"quarantine\""));
+    let mut events = batch(10, 4);
+    // Sender-chosen ids, so the resend below is recognisably the same events.
+    for (i, e) in events.iter_mut().enumerate() {
+        e["event_id"] = json!(format!("6f1c2a10-0000-4000-8000-{i:012}"));
+    }
+    let (status, ack) = post(&server, &events).await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["accepted"], 9, "{ack}");
+    assert_eq!(ack["quarantined"], 1, "{ack}");
+    let poison_id = ack["event_ids"][4].as_str().unwrap().to_owned();
+    assert_eq!(stored_rows(&server).len(), 9);
+    let (ok, out, err) = cli(&["quarantine", "--config", server.config_path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&poison_id) && out.contains("hostile") && out.contains("(1 records)"), "{out}");
+    assert!(!out.contains("example.com"), "quarantine kept the payload: {out}");
+    // A resend quarantines nothing twice.
+    let (status, _) = post(&server, &events).await;
+    assert_eq!(status, 200);
+    let (_, out, _) = cli(&["quarantine", "--config", server.config_path.to_str().unwrap()]);
+    assert!(out.contains("(1 records)"), "{out}");
+}
+
+/// `skip` on a redaction stage is refused by validation with a clear message.
+#[test]
+fn skip_on_a_redaction_stage_fails_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skip.toml");
+    std::fs::write(&path, config("trap", "redaction", "on_error = \"skip\"")).unwrap();
+    let (ok, _, err) = cli(&["validate", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("stages[0].on_error") && err.contains("redaction"), "{err}");
+}
+
+/// `skip` on a custom stage passes the poison event on unchanged (then redacted by the next
+/// stage).
+#[tokio::test(flavor = "multi_thread")]
+async fn skip_policy_passes_failed_events_on_unchanged() {
+    let server = TestServer::start(&config("trap", "custom", "on_error = \"skip\""));
+    let (status, ack) = post(&server, &batch(5, 2)).await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["accepted"], 5);
+    let rows = stored_rows(&server);
+    assert_eq!(rows.iter().filter(|r| r["event_type"] == "poison").count(), 1);
+    assert!(!serde_json::to_string(&rows).unwrap().contains("@example.com"));
+}
+
+/// A component built for another major version of the contract is refused, naming both.
+#[test]
+fn plugin_for_another_major_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.toml");
+    let plugin = auditflow_artifacts::path("contract-v2").display().to_string();
+    std::fs::write(&path, format!("[[stages]]\nname = \"v2\"\nplugin = {plugin:?}\n")).unwrap();
+    let (ok, _, err) = cli(&["validate", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("auditflow:plugin@2.0.0") && err.contains("auditflow:plugin@1.0.0"), "{err}");
+}
