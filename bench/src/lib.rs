@@ -1,6 +1,8 @@
 //! Shared pieces of the benchmarks and the load generator: loading the dev-set events and
 //! turning them into the shapes each side of a comparison needs.
 
+pub mod synth;
+
 use std::path::PathBuf;
 
 use auditflow::config::Limits;

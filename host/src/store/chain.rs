@@ -58,7 +58,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::event::StoredEvent;
+use crate::event::{Event, StoredEvent};
 
 /// The `prev_hash` of the first event in a store.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -111,10 +111,18 @@ pub fn canonical_bytes(stored: &StoredEvent) -> Vec<u8> {
 
 /// [`canonical_bytes`] appended to `out`, so the writer can reuse one buffer for a batch.
 pub fn write_canonical_bytes(stored: &StoredEvent, out: &mut Vec<u8>) {
-    let e = &stored.event;
+    let metadata = canonical_json(&stored.event.metadata);
+    write_canonical_parts(stored.seq, stored.received_at, &stored.event, &metadata, out);
+}
+
+/// [`write_canonical_bytes`] from the parts of a [`StoredEvent`], for a writer that has not
+/// assembled one and also stores the canonical metadata JSON (so it is computed once per
+/// event). `canonical_metadata` must be [`canonical_json`]`(&e.metadata)`: anything else
+/// yields bytes no verifier will reproduce.
+pub fn write_canonical_parts(seq: i64, received_at: DateTime<Utc>, e: &Event, canonical_metadata: &str, out: &mut Vec<u8>) {
     put_str(out, FORMAT_TAG);
-    put_i64(out, stored.seq);
-    put_i64(out, micros(stored.received_at));
+    put_i64(out, seq);
+    put_i64(out, micros(received_at));
     out.extend_from_slice(e.event_id.as_bytes());
     put_str(out, &e.event_type);
     put_i64(out, micros(e.timestamp));
@@ -130,7 +138,7 @@ pub fn write_canonical_bytes(stored: &StoredEvent, out: &mut Vec<u8>) {
     put_opt(out, e.correlation_id.as_deref());
     put_opt(out, e.source_ip.as_deref());
     put_str(out, &e.source);
-    put_str(out, &canonical_json(&e.metadata));
+    put_str(out, canonical_metadata);
 }
 
 /// The canonical JSON text of a metadata object (rules in the module docs). The SQLite store

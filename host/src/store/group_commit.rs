@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::{Appended, Store};
 use crate::event::Event;
+use crate::telemetry::metrics;
 
 /// Sizing of the writer's queue and groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +102,7 @@ struct Request {
     events: Vec<Event>,
     reply: oneshot::Sender<Result<Vec<Appended>, CommitError>>,
     /// Queue space for `events`, returned when the request is answered.
-    _space: OwnedSemaphorePermit,
+    _space: QueueSpace,
 }
 
 impl GroupCommit {
@@ -119,6 +120,7 @@ impl GroupCommit {
         let (closing, closing_rx) = watch::channel(false);
         let shared = Arc::new(Shared { space: Arc::new(Semaphore::new(capacity)), capacity, closing });
         let writer = Writer { store, requests: rx, closing: closing_rx, closed: false, max_batch, max_wait: config.max_wait };
+        metrics().store.writer_started(capacity);
         let handle = tokio::spawn(writer.run());
         (GroupCommit { requests: tx, shared }, handle)
     }
@@ -140,6 +142,7 @@ impl GroupCommit {
             TryAcquireError::NoPermits => CommitError::Overloaded,
             TryAcquireError::Closed => CommitError::ShuttingDown,
         })?;
+        let space = QueueSpace::held(space, n);
         let (reply, answer) = oneshot::channel();
         self.requests.try_send(Request { events, reply, _space: space }).map_err(|e| match e {
             TrySendError::Full(_) => CommitError::Overloaded,
@@ -262,6 +265,8 @@ impl Writer {
 
         match outcome {
             Ok(results) => {
+                let stored = results.iter().filter(|r| matches!(r, Appended::Stored { .. })).count();
+                metrics().store.committed(started.elapsed(), stored, total - stored);
                 tracing::debug!(events = total, requests, elapsed_us = started.elapsed().as_micros() as u64, "group committed");
                 let mut results = results.into_iter();
                 for (n, reply, space) in waiters {
@@ -272,6 +277,7 @@ impl Writer {
                 }
             }
             Err(message) => {
+                metrics().store.commit_failed();
                 tracing::warn!(events = total, requests, error = %message, "group commit failed; requests refused");
                 for (_, reply, space) in waiters {
                     let _ = reply.send(Err(CommitError::Unavailable(message.clone())));
@@ -279,6 +285,26 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// A request's queue space: its permits, counted in `auditflow_store_queue_depth` until they
+/// are returned (when the request is answered, or dropped unanswered).
+struct QueueSpace {
+    _permit: OwnedSemaphorePermit,
+    events: u32,
+}
+
+impl QueueSpace {
+    fn held(permit: OwnedSemaphorePermit, events: u32) -> QueueSpace {
+        metrics().store.queue_changed(i64::from(events));
+        QueueSpace { _permit: permit, events }
+    }
+}
+
+impl Drop for QueueSpace {
+    fn drop(&mut self) {
+        metrics().store.queue_changed(-i64::from(self.events));
     }
 }
 

@@ -2,34 +2,64 @@
 //!
 //! - [`Store`] (this file): what every backend promises: atomic, idempotent batch appends with a
 //!   gapless `seq` and a hash chain; filtered reads; a cheap reachability check.
-//! - [`sqlite`]: the embedded default backend. PostgreSQL implements the same trait later and
-//!   must pass the same [`contract`] suite.
+//! - [`sqlite`]: the embedded default backend; [`postgres`]: the production backend. Both pass
+//!   the same [`contract`] suite.
 //! - [`group_commit`]: the single writer task that merges concurrent requests into one
 //!   transaction and answers each after the commit ([`GroupCommit`]).
 //! - [`chain`]: the canonical bytes of an event and the hash link between events.
+//! - [`checkpoint`]: signed checkpoints of the chain head; [`verify`]: `auditflow verify`.
 //! - [`query`]: [`EventQuery`], the read filter.
+//! - [`sink_state`]: what the SIEM sinks keep here: cursors, dead letters, leases.
 //!
 //! Ingest never calls [`Store::append`] directly: it goes through [`GroupCommit`], which is
 //! the only writer.
 
 pub mod chain;
+pub mod checkpoint;
 #[doc(hidden)]
 pub mod contract;
 pub mod group_commit;
+pub mod postgres;
 pub mod query;
+pub mod sink_state;
 pub mod sqlite;
+pub mod verify;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::event::{Event, StoredEvent};
 
 pub use chain::ChainedEvent;
+pub use checkpoint::{Checkpoint, Checkpointing};
 pub use group_commit::{CommitError, CommitReceipt, GroupCommit, GroupCommitConfig};
 pub use query::EventQuery;
+pub use sink_state::{DeadLetter, DeadLetterQuery, DeadLettered, LocalLease, SinkLease};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// An event a pipeline stage failed on under its `quarantine` error policy: stored instead of
+/// the event, without its payload (which may hold what the stage should have removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineRecord {
+    pub event_id: Uuid,
+    /// The stage's name from the config.
+    pub stage: String,
+    /// Why the stage failed. Must not carry event contents.
+    pub error: String,
+}
+
+/// A stored [`QuarantineRecord`] with the time it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub event_id: Uuid,
+    pub stage: String,
+    pub error: String,
+    pub quarantined_at: DateTime<Utc>,
+}
 
 /// What happened to one event of an appended batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +106,9 @@ pub trait Store: Send + Sync + 'static {
     async fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Up to `limit` events with `seq > after_seq`, in `seq` order, with their chain links:
-    /// what `auditflow verify` walks.
+    /// what `auditflow verify` walks. A backend whose schema cannot make `seq` unique by itself
+    /// (PostgreSQL's partitioned table) never ends a page between two rows of the same `seq`,
+    /// so a forged duplicate is always seen next to the original.
     async fn chain(&self, after_seq: i64, limit: i64) -> Result<Vec<ChainedEvent>, StoreError>;
 
     /// The number of stored events.
@@ -87,22 +119,105 @@ pub trait Store: Send + Sync + 'static {
 
     /// The backend's name for logs and `/health/detailed`: `"sqlite"`, `"postgres"`.
     fn kind(&self) -> &'static str;
+
+    /// Store quarantine records in one transaction. Idempotent per `(event_id, stage)`: a record
+    /// for a pair already stored is skipped (the first one wins), so a resent request that fails
+    /// the same way again is not counted twice.
+    async fn quarantine(&self, entries: &[QuarantineRecord]) -> Result<(), StoreError> {
+        let _ = entries;
+        Err(StoreError::Unsupported(format!("the {} store keeps no quarantine", self.kind())))
+    }
+
+    /// The newest `limit` quarantine records, newest first.
+    async fn quarantined(&self, limit: i64) -> Result<Vec<Quarantined>, StoreError> {
+        let _ = limit;
+        Err(StoreError::Unsupported(format!("the {} store keeps no quarantine", self.kind())))
+    }
+
+    /// Sign chain checkpoints with `checkpointing` from now on: [`append`](Self::append)
+    /// writes one in the same transaction whenever [`Checkpointing::due`] says so.
+    fn enable_checkpoints(&self, checkpointing: Arc<Checkpointing>) -> Result<(), StoreError> {
+        let _ = checkpointing;
+        Err(StoreError::Unsupported(format!("the {} store keeps no checkpoints", self.kind())))
+    }
+
+    /// Sign the current chain head now if checkpoints are enabled and events were stored since
+    /// the newest checkpoint; returns the new checkpoint, or `None` when there was nothing to
+    /// sign. Called by the idle timer ([`checkpoint::spawn_timer`]) and at shutdown.
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(None)
+    }
+
+    /// Up to `limit` checkpoints with `seq > after_seq`, in `seq` order (what `auditflow
+    /// verify` checks).
+    async fn checkpoints(&self, after_seq: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
+        let _ = (after_seq, limit);
+        Ok(Vec::new())
+    }
+
+    // --- SIEM sinks (see [`sink_state`]) ---------------------------------------------------
+
+    /// The highest stored `seq` (0 when the store is empty). With a gapless `seq`, a sink's
+    /// backlog is this minus its cursor.
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+    }
+
+    /// The sink's cursor: the highest `seq` it has finished with (delivered or dead-lettered);
+    /// 0 for a sink that never ran.
+    async fn sink_cursor(&self, sink: &str) -> Result<i64, StoreError> {
+        let _ = sink;
+        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+    }
+
+    /// Move the sink's cursor forward to `seq`. Never backwards: a lower value is ignored, so a
+    /// replica that lost its lease mid-batch cannot undo the new holder's progress.
+    async fn advance_sink_cursor(&self, sink: &str, seq: i64) -> Result<(), StoreError> {
+        let _ = (sink, seq);
+        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+    }
+
+    /// Store dead letters in one transaction. Idempotent per `(sink, event_id)`: a letter for a
+    /// pair already stored updates its reason (and, if it had been replayed, makes it pending
+    /// again), so a batch resent after a crash does not park an event twice.
+    async fn add_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
+        let _ = letters;
+        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+    }
+
+    /// Dead letters matching `q`, by `seq`.
+    async fn dead_letters(&self, q: &DeadLetterQuery) -> Result<Vec<DeadLettered>, StoreError> {
+        let _ = q;
+        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+    }
+
+    /// Mark the sink's dead letters of these events as replayed (delivered by `dlq replay`).
+    async fn mark_dead_letters_replayed(&self, sink: &str, event_ids: &[Uuid]) -> Result<(), StoreError> {
+        let _ = (sink, event_ids);
+        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+    }
+
+    /// Try to take the right to drive `sink`; `None` while another process holds it.
+    async fn lock_sink(&self, sink: &str) -> Result<Option<Box<dyn SinkLease>>, StoreError> {
+        let _ = sink;
+        Ok(Some(Box::new(LocalLease)))
+    }
 }
 
 /// Open the store a storage URL names, creating and migrating the database as needed.
 ///
 /// - `sqlite://path`, `sqlite:path`, `sqlite::memory:`: the embedded SQLite store (the file and
 ///   its parent directory are created when missing).
-/// - `postgres://…`, `postgresql://…`: not yet available ([`StoreError::Unsupported`]).
+/// - `postgres://…`, `postgresql://…`: the PostgreSQL store (the database must exist; the
+///   schema is migrated and the monthly partitions are created).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         let store = SqliteStore::open(url).await?;
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Unsupported(
-            "storage url `postgres://…`: the PostgreSQL store lands with the store issue; use sqlite: for now".into(),
-        ));
+        let store = PostgresStore::open(url).await?;
+        return Ok(Arc::new(store));
     }
     // Name only the scheme: the rest of a URL may hold a password.
     let scheme = url.split_once(':').map_or("(none)", |(s, _)| s);
@@ -116,14 +231,12 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn postgres_url_is_refused_as_not_yet_supported() {
-        let err = open("postgres://user:secret@localhost/audit").await.err();
+    async fn unreachable_postgres_is_unavailable_without_echoing_the_password() {
+        // Port 1 on loopback: nothing listens there, the connection is refused at once.
+        let err = open("postgres://user:secret@127.0.0.1:1/audit").await.err();
         match err {
-            Some(StoreError::Unsupported(msg)) => {
-                assert!(msg.contains("PostgreSQL"), "{msg}");
-                assert!(!msg.contains("secret"), "message leaks the URL: {msg}");
-            }
-            other => panic!("expected Unsupported, got {other:?}"),
+            Some(StoreError::Unavailable(msg)) => assert!(!msg.contains("secret"), "message leaks the URL: {msg}"),
+            other => panic!("expected Unavailable, got {other:?}"),
         }
     }
 

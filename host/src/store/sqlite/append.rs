@@ -15,9 +15,10 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{map_err, read};
+use super::{map_err, read, side_tables};
 use crate::event::{Event, StoredEvent, to_micros};
 use crate::store::chain::{self, ChainHead};
+use crate::store::checkpoint::{self, Checkpointing};
 use crate::store::{Appended, StoreError};
 
 /// Rows per `INSERT` statement at most. 256 rows × 20 columns = 5120 bound parameters, far
@@ -55,6 +56,7 @@ struct LinkedRow {
 pub(super) async fn append(
     writer: &SqlitePool,
     head: &Mutex<Option<ChainHead>>,
+    checkpointing: Option<&Checkpointing>,
     batch: Vec<Event>,
     received_at: DateTime<Utc>,
 ) -> Result<Vec<Appended>, StoreError> {
@@ -83,9 +85,22 @@ pub(super) async fn append(
     for chunk in chunks(rows) {
         insert_chunk(&mut tx, chunk).await?;
     }
+    // A signed checkpoint in the same transaction when one is due (store/checkpoint.rs).
+    let mut signed = None;
+    if let Some(c) = checkpointing {
+        let last = side_tables::last_checkpoint(&mut tx).await?;
+        if c.due(end.seq, last, Utc::now()) {
+            let cp = c.signer.sign(end, Utc::now());
+            side_tables::insert_checkpoint(&mut tx, &cp).await?;
+            signed = Some(cp);
+        }
+    }
     tx.commit().await.map_err(map_err)?;
 
     *head_slot = Some(end);
+    if let Some(cp) = &signed {
+        checkpoint::log_checkpoint(cp);
+    }
     Ok(results)
 }
 

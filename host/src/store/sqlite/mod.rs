@@ -10,9 +10,12 @@
 
 mod append;
 mod read;
+mod side_tables;
+mod sinks;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,7 +24,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::Mutex;
 
 use super::chain::{ChainHead, ChainedEvent};
-use super::{Appended, EventQuery, Store, StoreError};
+use super::checkpoint::{Checkpoint, Checkpointing};
+use super::{Appended, EventQuery, QuarantineRecord, Quarantined, Store, StoreError};
+use super::{DeadLetter, DeadLetterQuery, DeadLettered};
 use crate::event::{Event, StoredEvent};
 
 /// How long a connection waits for a lock held by another connection (e.g. a checkpoint, or a
@@ -44,6 +49,8 @@ pub struct SqliteStore {
     /// table; after a failed append it is re-read, because the transaction rolled back and
     /// the tip in memory may be ahead of the table). The lock also serialises appends.
     head: Mutex<Option<ChainHead>>,
+    /// Set by [`Store::enable_checkpoints`]: appends then sign checkpoints when due.
+    checkpointing: RwLock<Option<Arc<Checkpointing>>>,
 }
 
 impl SqliteStore {
@@ -91,14 +98,19 @@ impl SqliteStore {
 
         let head = read::chain_head(&writer).await?;
         tracing::info!(last_seq = head.seq, memory, "sqlite store open");
-        Ok(SqliteStore { writer, reader, head: Mutex::new(Some(head)) })
+        Ok(SqliteStore { writer, reader, head: Mutex::new(Some(head)), checkpointing: RwLock::new(None) })
+    }
+
+    fn checkpointing(&self) -> Option<Arc<Checkpointing>> {
+        // A poisoned lock only means a panic while replacing an Arc; the value is still whole.
+        self.checkpointing.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, batch: Vec<Event>, received_at: DateTime<Utc>) -> Result<Vec<Appended>, StoreError> {
-        append::append(&self.writer, &self.head, batch, received_at).await
+        append::append(&self.writer, &self.head, self.checkpointing().as_deref(), batch, received_at).await
     }
 
     async fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
@@ -119,6 +131,54 @@ impl Store for SqliteStore {
 
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+
+    async fn quarantine(&self, entries: &[QuarantineRecord]) -> Result<(), StoreError> {
+        side_tables::quarantine(&self.writer, entries).await
+    }
+
+    async fn quarantined(&self, limit: i64) -> Result<Vec<Quarantined>, StoreError> {
+        side_tables::quarantined(&self.reader, limit).await
+    }
+
+    fn enable_checkpoints(&self, checkpointing: Arc<Checkpointing>) -> Result<(), StoreError> {
+        *self.checkpointing.write().unwrap_or_else(|e| e.into_inner()) = Some(checkpointing);
+        Ok(())
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        match self.checkpointing() {
+            Some(c) => side_tables::checkpoint_now(&self.writer, &self.head, &c).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn checkpoints(&self, after_seq: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
+        side_tables::checkpoints(&self.reader, after_seq, limit).await
+    }
+
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        sinks::last_seq(&self.reader).await
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> Result<i64, StoreError> {
+        sinks::cursor(&self.reader, sink).await
+    }
+
+    async fn advance_sink_cursor(&self, sink: &str, seq: i64) -> Result<(), StoreError> {
+        sinks::advance(&self.writer, sink, seq).await
+    }
+
+    async fn add_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
+        sinks::add_dead_letters(&self.writer, letters).await
+    }
+
+    async fn dead_letters(&self, q: &DeadLetterQuery) -> Result<Vec<DeadLettered>, StoreError> {
+        sinks::dead_letters(&self.reader, q).await
+    }
+
+    async fn mark_dead_letters_replayed(&self, sink: &str, event_ids: &[uuid::Uuid]) -> Result<(), StoreError> {
+        sinks::mark_replayed(&self.writer, sink, event_ids).await
     }
 }
 

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Store throughput: auditflow end to end on PostgreSQL versus a raw COPY into the same schema.
+#
+# In one run against the same PostgreSQL, RUNS times each:
+#   (a) ceiling: `copy_ceiling` COPYs EVENTS synthesized dev-set events straight into a fresh
+#       database migrated with auditflow's schema (binary COPY, 5000 rows per transaction);
+#       also, as a reference for where the time goes (not part of the ratio), the same COPY plus
+#       the `event_ids` rows auditflow's dedupe needs;
+#   (b) end to end: `auditflow serve` with the quick start pipeline (redact + enrich Wasm stages)
+#       storing into a fresh database, signing chain checkpoints, driven by `loadgen` posting the
+#       same number of events over CONNS connections in requests of BATCH events.
+# Prints both medians, the ratio (b)/(a), and each run's figures (as JSON lines on stderr).
+#
+#   bench/store_ratio.sh                      # 3 runs of 100 000 events
+#   RUNS=5 EVENTS=200000 CONNS=32 IDS=v7 bench/store_ratio.sh
+#
+# Needs: psql on PATH, a PostgreSQL reachable at PG (no password, or via ~/.pgpass / PGPASSWORD).
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+EVENTS=${EVENTS:-100000}
+BATCH=${BATCH:-500}
+CONNS=${CONNS:-16}
+IDS=${IDS:-v4}    # fresh event ids: v4 (random, like the dev set) or v7 (time-ordered)
+PIPELINE=${PIPELINE:-quickstart}   # quickstart (redact + enrich) or none (the store path alone)
+COPY_BATCH=${COPY_BATCH:-5000}
+PG=${PG:-postgres://postgres@127.0.0.1:5432}
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+cargo build --release -q -p auditflow -p auditflow-bench --bins
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET/release
+WORK=$(mktemp -d)
+SERVER_PID=
+DBS=()
+
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    for db in "${DBS[@]}"; do psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+new_db() {
+    local db="af_bench_$$_$1"
+    DBS+=("$db")
+    psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+    psql "$PG/postgres" -qAtc "CREATE DATABASE $db" >/dev/null
+    echo "$db"
+}
+
+drop_db() {
+    psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# A production-like signing key for the chain checkpoints.
+export AUDITFLOW_CHAIN_KEY=$("$BIN/auditflow" keygen 2>/dev/null | sed -n 's/^private_key=//p')
+export AUDITFLOW_TOKEN=bench-token-$$
+
+ceilings=()
+withids=()
+e2es=()
+for run in $(seq 1 "$RUNS"); do
+    # (a) raw ceiling
+    db=$(new_db "copy$run")
+    out=$("$BIN/copy_ceiling" --database-url "$PG/$db" --events "$EVENTS" --batch "$COPY_BATCH" --ids "$IDS" --json)
+    echo "run $run ceiling: $out" >&2
+    ceilings+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events_per_sec"])' "$out")")
+    drop_db "$db"
+    db=$(new_db "ids$run")
+    out=$("$BIN/copy_ceiling" --database-url "$PG/$db" --events "$EVENTS" --batch "$COPY_BATCH" --ids "$IDS" --event-ids --json)
+    echo "run $run ceiling + event_ids: $out" >&2
+    withids+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events_per_sec"])' "$out")")
+    drop_db "$db"
+
+    # (b) auditflow end to end, quick start pipeline, PostgreSQL
+    db=$(new_db "e2e$run")
+    port=$(free_port)
+    # The quick start config with PostgreSQL storage, this run's port and a checkpoint key
+    # (`[storage.chain]` goes right after the storage url, inside `[storage]`).
+    PIPELINE=$PIPELINE python3 - "$ROOT/examples/quickstart.toml" "$WORK/auditflow.toml" "$PG/$db" "$port" <<'EOF'
+import sys
+src, dst, url, port = sys.argv[1:]
+text = open(src).read()
+import os
+if os.environ.get("PIPELINE") == "none":
+    # Everything up to the first stage: server, auth, storage, pipeline name.
+    text = text.split("[[stages]]")[0]
+for old, new in [('url = "sqlite://quickstart.db"',
+                  f'url = "{url}"\n\n[storage.chain]\nsigning_key = {{ env = "AUDITFLOW_CHAIN_KEY" }}'),
+                 ('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"')]:
+    if old not in text:
+        sys.exit(f"examples/quickstart.toml no longer contains {old!r}")
+    text = text.replace(old, new)
+open(dst, 'w').write(text)
+EOF
+    RUST_LOG=warn "$BIN/auditflow" serve --config "$WORK/auditflow.toml" 2>"$WORK/server-$run.log" &
+    SERVER_PID=$!
+    for _ in $(seq 1 600); do
+        curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    curl -fs "http://127.0.0.1:$port/health" >/dev/null || { cat "$WORK/server-$run.log" >&2; exit 1; }
+    # Warm-up (plugin instances, connections), not measured.
+    "$BIN/loadgen" --url "http://127.0.0.1:$port" --events 5000 --batch "$BATCH" --connections "$CONNS" --ids "$IDS" --json >/dev/null
+    out=$("$BIN/loadgen" --url "http://127.0.0.1:$port" --events "$EVENTS" --batch "$BATCH" --connections "$CONNS" --ids "$IDS" --json)
+    echo "run $run auditflow: $out" >&2
+    e2es+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events_per_sec"])' "$out")")
+    kill "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=
+    "$BIN/auditflow" verify --config "$WORK/auditflow.toml" >&2
+    drop_db "$db"
+done
+
+python3 - "${ceilings[*]}" "${withids[*]}" "${e2es[*]}" "$EVENTS" "$BATCH" "$CONNS" "$COPY_BATCH" "$IDS" "$PIPELINE" <<'EOF'
+import statistics, sys
+ceil, ids, e2e = ([float(x) for x in a.split()] for a in sys.argv[1:4])
+mc, mi, me = statistics.median(ceil), statistics.median(ids), statistics.median(e2e)
+runs = lambda xs: ', '.join(f'{x:,.0f}' for x in xs)
+print(f"events per run: {sys.argv[4]} ({sys.argv[8]} ids, pipeline {sys.argv[9]}); loadgen: {sys.argv[6]} connections x {sys.argv[5]} events/request; COPY: {sys.argv[7]} rows/transaction")
+print(f"(a) raw COPY ceiling            runs: {runs(ceil)}  median {mc:,.0f} events/s")
+print(f"    reference: COPY + event_ids runs: {runs(ids)}  median {mi:,.0f} events/s")
+print(f"(b) auditflow end to end        runs: {runs(e2e)}  median {me:,.0f} events/s")
+print(f"ratio (b)/(a) = {me / mc:.2f}   (b)/reference = {me / mi:.2f}")
+EOF
