@@ -29,6 +29,16 @@ pub struct Config {
     /// The plugin stages, run in order on every event.
     #[serde(default)]
     pub stages: Vec<StageConfig>,
+    /// The admin endpoint (`POST /admin/reload`); off unless a token is configured.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Metrics, trace export and the labels they use.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// SIEM destinations (`[[sinks]]`): each forwards every committed event from its own
+    /// durable cursor.
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
     /// Directory of the config file; relative paths in the config are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -42,11 +52,38 @@ pub struct ServerConfig {
     pub listen: String,
     /// Request limits.
     pub limits: Limits,
+    /// On SIGTERM, keep serving this long with `/health/ready` answering 503 before the
+    /// listener stops accepting, so load balancers take the instance out of rotation first.
+    /// In milliseconds. Default 0.
+    pub shutdown_drain_ms: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8080".into(), limits: Limits::default() }
+        ServerConfig { listen: "127.0.0.1:8080".into(), limits: Limits::default(), shutdown_drain_ms: 0 }
+    }
+}
+
+/// `[telemetry]`: where metrics and traces go. `/metrics` and the health routes are always on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Serve `GET /metrics` (and the health routes) on this separate address instead of on
+    /// `server.listen`, e.g. to keep metrics off the ingest port. Default: unset, `/metrics` is
+    /// served on `server.listen`.
+    pub metrics_listen: Option<String>,
+    /// Export traces (one per HTTP request, with the pipeline's spans) as OTLP/HTTP protobuf
+    /// to this URL, the collector's full traces endpoint (e.g.
+    /// `http://127.0.0.1:4318/v1/traces`; plain http only). Default: unset, no export.
+    pub otlp_endpoint: Option<String>,
+    /// Distinct `event_type` values counted under their own metric label; later ones are
+    /// counted as `other`, so a sender cannot blow up the metric cardinality. Default 50.
+    pub event_type_label_limit: usize,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { metrics_listen: None, otlp_endpoint: None, event_type_label_limit: 50 }
     }
 }
 
@@ -103,6 +140,17 @@ pub struct TokenConfig {
     pub file: Option<PathBuf>,
 }
 
+/// `[admin]`: the token for `POST /admin/reload` (used by `auditflow reload`), read from `env`
+/// or `file`, never from the TOML. Without it the admin endpoint is not served.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Environment variable holding the admin token.
+    pub token_env: Option<String>,
+    /// File holding the admin token.
+    pub token_file: Option<PathBuf>,
+}
+
 /// `[storage]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -118,6 +166,35 @@ pub struct StorageConfig {
     /// How long the writer waits to gather more requests into one commit, in
     /// milliseconds. Default 2.
     pub max_wait_ms: u64,
+    /// Signed checkpoints of the hash chain (`[storage.chain]`).
+    pub chain: ChainConfig,
+}
+
+/// `[storage.chain]`: signed checkpoints of the hash chain. Every `checkpoint_every_events`
+/// events or `checkpoint_every_secs` seconds the writer signs the chain head (sequence number
+/// and hash) with an Ed25519 key; `auditflow verify` checks the signatures and that the chain
+/// still reaches every checkpoint. `auditflow keygen` prints a new key pair.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainConfig {
+    /// The Ed25519 private key (32-byte seed, hex or base64) that signs checkpoints, from
+    /// `{ env = "VAR" }` or `{ file = "path" }`, never inline. Unset: no checkpoints are
+    /// written (the chain itself is still kept and verifiable).
+    pub signing_key: Option<SecretSource>,
+    /// The Ed25519 public key (hex or base64) `auditflow verify` checks checkpoint signatures
+    /// with. Unset: derived from `signing_key`.
+    pub public_key: Option<String>,
+    /// Sign a checkpoint once this many events were stored since the last one. Default 10 000.
+    pub checkpoint_every_events: u64,
+    /// Sign a checkpoint once this many seconds passed since the last one and events were
+    /// stored since (also while idle). Default 10.
+    pub checkpoint_every_secs: u64,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        ChainConfig { signing_key: None, public_key: None, checkpoint_every_events: 10_000, checkpoint_every_secs: 10 }
+    }
 }
 
 impl Default for StorageConfig {
@@ -127,6 +204,7 @@ impl Default for StorageConfig {
             queue_capacity: 50_000,
             max_batch_events: 5_000,
             max_wait_ms: 2,
+            chain: ChainConfig::default(),
         }
     }
 }
@@ -242,6 +320,275 @@ pub struct SecretSource {
     pub file: Option<PathBuf>,
 }
 
+/// What a `[[sinks]]` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// Splunk HTTP Event Collector: stacked JSON envelopes, `Authorization: Splunk <token>`.
+    SplunkHec,
+    /// Datadog Logs intake v2: a JSON array, `DD-API-KEY`.
+    DatadogLogs,
+    /// Any HTTP endpoint: newline-delimited JSON, optional bearer token.
+    Http,
+}
+
+impl SinkKind {
+    /// The config spelling, also used in logs and `/health/detailed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::SplunkHec => "splunk_hec",
+            SinkKind::DatadogLogs => "datadog_logs",
+            SinkKind::Http => "http",
+        }
+    }
+
+    /// The built-in formatter used when a sink names none.
+    pub fn default_formatter(self) -> &'static str {
+        match self {
+            SinkKind::SplunkHec => "format-splunk",
+            SinkKind::DatadogLogs => "format-datadog",
+            SinkKind::Http => "format-ocsf",
+        }
+    }
+}
+
+/// How a sink compresses request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkCompression {
+    /// `Content-Encoding: gzip` (flate2).
+    #[default]
+    Gzip,
+    /// Uncompressed.
+    None,
+}
+
+/// `[[sinks]]`: one SIEM destination. Every sink forwards every committed event, in store
+/// order, from its own durable cursor: the store is the outbox, so a restart or an outage
+/// loses nothing, and the cursor advances only after the destination accepted a batch
+/// (at-least-once; `event_id` travels with every copy). Sinks are not hot-reloaded: a change
+/// takes a restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Sink name: unique, 1–64 characters of `A-Z a-z 0-9 _ - .`. It keys the sink's cursor
+    /// and dead letters in the store (renaming a sink starts it again from the first stored
+    /// event) and is the `sink` label of its metrics.
+    pub name: String,
+    /// `splunk_hec`, `datadog_logs` or `http` (the TOML key is `type`).
+    #[serde(rename = "type")]
+    pub kind: SinkKind,
+    /// Where to send. For `splunk_hec` the HEC base URL (`https://splunk:8088`; the path
+    /// defaults to `/services/collector/event`), for `datadog_logs` the intake base URL
+    /// (`https://http-intake.logs.datadoghq.com`; the path defaults to `/api/v2/logs`), for
+    /// `http` the full URL. A URL with its own path is used as is.
+    pub endpoint: String,
+    /// The formatter plugin: a built-in name (`format-splunk`, `format-datadog`, `format-ocsf`)
+    /// or a path to a `.wasm` component implementing the `formatter` world. Default:
+    /// `format-splunk` for `splunk_hec`, `format-datadog` for `datadog_logs`, `format-ocsf`
+    /// for `http`.
+    pub formatter: Option<String>,
+    /// Passed to the formatter's `init` as JSON (e.g. `index`, `sourcetype` for
+    /// `format-splunk`). Default: empty.
+    #[serde(default = "empty_table")]
+    pub formatter_config: Value,
+    /// The HEC token (`splunk_hec`, required), the API key (`datadog_logs`, required) or a
+    /// bearer token (`http`, optional), from `{ env = "VAR" }` or `{ file = "path" }`.
+    pub token: Option<SecretSource>,
+    /// `gzip` (default) or `none`.
+    #[serde(default)]
+    pub compression: SinkCompression,
+    /// How events are grouped into requests (`[sinks.batch]`).
+    #[serde(default)]
+    pub batch: SinkBatchConfig,
+    /// Wall-clock budget of one request, in milliseconds. Default 30 000.
+    #[serde(default = "default_sink_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Backoff between retries (`[sinks.retry]`).
+    #[serde(default)]
+    pub retry: SinkRetryConfig,
+    /// The circuit breaker (`[sinks.breaker]`).
+    #[serde(default)]
+    pub breaker: SinkBreakerConfig,
+    /// `splunk_hec` only: use indexer acknowledgement. Requests carry the channel header, the
+    /// `ackId` of each accepted batch is polled at `/services/collector/ack`, and the cursor
+    /// advances only once Splunk says the batch is indexed. Default false.
+    #[serde(default)]
+    pub ack: bool,
+    /// With `ack`: how often to poll for acknowledgement, in milliseconds. Default 1000.
+    #[serde(default = "default_sink_ack_poll_ms")]
+    pub ack_poll_ms: u64,
+    /// With `ack`: resend a batch not acknowledged within this many milliseconds. Default
+    /// 60 000.
+    #[serde(default = "default_sink_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// `splunk_hec`: the `X-Splunk-Request-Channel` GUID. Default: a random one per process
+    /// start (sent only with `ack`).
+    pub channel: Option<String>,
+}
+
+/// `[sinks.batch]`: a request is sent when it holds `max_events` events or `max_bytes`
+/// bytes, or when its oldest event has waited `max_wait_ms`. Bytes are counted uncompressed,
+/// as the vendors' limits are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkBatchConfig {
+    /// Most events in one request. Default 1000 (Datadog refuses more than 1000).
+    pub max_events: Option<usize>,
+    /// Most bytes in one request body before compression. Default 1 000 000 for `splunk_hec`
+    /// (HEC's classic `max_content_length`), 5 000 000 for `datadog_logs` (its limit; larger
+    /// is refused) and for `http`.
+    pub max_bytes: Option<usize>,
+    /// Longest an event waits for its batch to fill, in milliseconds. Default 1000.
+    pub max_wait_ms: Option<u64>,
+}
+
+/// `[sinks.retry]`: exponential backoff with full jitter after a network error, 408, 429 or
+/// 5xx: the n-th retry waits a random time up to `min(max_backoff_ms, initial_backoff_ms ×
+/// 2ⁿ)`, or the `Retry-After` the destination sent. Retries never give up: the events stay
+/// in the store until the destination takes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkRetryConfig {
+    /// First backoff ceiling, in milliseconds. Default 500.
+    pub initial_backoff_ms: u64,
+    /// Largest backoff, in milliseconds. Default 60 000.
+    pub max_backoff_ms: u64,
+    /// Largest `Retry-After` honoured, in seconds; a longer one is cut to this. Default 600.
+    pub max_retry_after_secs: u64,
+}
+
+impl Default for SinkRetryConfig {
+    fn default() -> Self {
+        SinkRetryConfig { initial_backoff_ms: 500, max_backoff_ms: 60_000, max_retry_after_secs: 600 }
+    }
+}
+
+/// `[sinks.breaker]`: after `failure_threshold` consecutive failed requests the breaker opens
+/// and nothing is sent for `open_ms`; then one probe request goes out (half-open): success
+/// closes it, failure opens it again. A 401/403 stops the sink at once (breaker open, events
+/// kept) and it probes again only every `auth_probe_secs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkBreakerConfig {
+    /// Consecutive failures that open the breaker. Default 5.
+    pub failure_threshold: u32,
+    /// How long the breaker stays open before a probe, in milliseconds. Default 30 000.
+    pub open_ms: u64,
+    /// After a 401/403, how long the sink stays stopped before one probe, in seconds.
+    /// Default 300.
+    pub auth_probe_secs: u64,
+}
+
+impl Default for SinkBreakerConfig {
+    fn default() -> Self {
+        SinkBreakerConfig { failure_threshold: 5, open_ms: 30_000, auth_probe_secs: 300 }
+    }
+}
+
+fn default_sink_request_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_sink_ack_poll_ms() -> u64 {
+    1_000
+}
+
+fn default_sink_ack_timeout_ms() -> u64 {
+    60_000
+}
+
+/// Datadog's documented limits per request.
+pub const DATADOG_MAX_EVENTS: usize = 1000;
+pub const DATADOG_MAX_BYTES: usize = 5_000_000;
+
+impl SinkConfig {
+    /// `max_events` with the type's default.
+    pub fn max_events(&self) -> usize {
+        self.batch.max_events.unwrap_or(1000)
+    }
+
+    /// `max_bytes` with the type's default.
+    pub fn max_bytes(&self) -> usize {
+        self.batch.max_bytes.unwrap_or(match self.kind {
+            SinkKind::SplunkHec => 1_000_000,
+            SinkKind::DatadogLogs | SinkKind::Http => DATADOG_MAX_BYTES,
+        })
+    }
+
+    /// `max_wait_ms` with its default.
+    pub fn max_wait_ms(&self) -> u64 {
+        self.batch.max_wait_ms.unwrap_or(1000)
+    }
+
+    /// The formatter plugin, with the type's default.
+    pub fn formatter(&self) -> &str {
+        self.formatter.as_deref().unwrap_or(self.kind.default_formatter())
+    }
+
+    /// Rules serde cannot express; errors name the key under `sinks[i]`.
+    fn check(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if self.name.is_empty() || self.name.len() > 64 || !self.name.chars().all(name_ok) {
+            return Err((key("name"), "must be 1-64 characters of A-Z a-z 0-9 _ - .".into()));
+        }
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            return Err((key("endpoint"), "must be an http:// or https:// URL".into()));
+        }
+        match &self.token {
+            Some(t) if t.env.is_some() == t.file.is_some() => {
+                return Err((key("token"), "set exactly one of `env` or `file`".into()));
+            }
+            None if self.kind != SinkKind::Http => {
+                return Err((key("token"), format!("required for a {} sink", self.kind.as_str())));
+            }
+            _ => {}
+        }
+        if !self.formatter_config.is_object() {
+            return Err((key("formatter_config"), "must be a table".into()));
+        }
+        if self.max_events() == 0 {
+            return Err((key("batch.max_events"), "must be at least 1".into()));
+        }
+        if self.max_bytes() < 1024 {
+            return Err((key("batch.max_bytes"), "must be at least 1024".into()));
+        }
+        if self.kind == SinkKind::DatadogLogs {
+            if self.max_events() > DATADOG_MAX_EVENTS {
+                return Err((key("batch.max_events"), format!("Datadog takes at most {DATADOG_MAX_EVENTS} items per request")));
+            }
+            if self.max_bytes() > DATADOG_MAX_BYTES {
+                return Err((key("batch.max_bytes"), format!("Datadog takes at most {DATADOG_MAX_BYTES} bytes per request")));
+            }
+        }
+        if self.request_timeout_ms == 0 {
+            return Err((key("request_timeout_ms"), "must be at least 1".into()));
+        }
+        let retry = &self.retry;
+        if retry.initial_backoff_ms == 0 || retry.initial_backoff_ms > retry.max_backoff_ms {
+            return Err((key("retry.initial_backoff_ms"), "must be at least 1 and at most retry.max_backoff_ms".into()));
+        }
+        if self.breaker.failure_threshold == 0 {
+            return Err((key("breaker.failure_threshold"), "must be at least 1".into()));
+        }
+        if self.breaker.auth_probe_secs == 0 {
+            return Err((key("breaker.auth_probe_secs"), "must be at least 1".into()));
+        }
+        if self.kind != SinkKind::SplunkHec && (self.ack || self.channel.is_some()) {
+            return Err((key(if self.ack { "ack" } else { "channel" }), "only applies to splunk_hec sinks".into()));
+        }
+        if self.ack && (self.ack_poll_ms == 0 || self.ack_timeout_ms < self.ack_poll_ms) {
+            return Err((key("ack_timeout_ms"), "ack_poll_ms must be at least 1 and ack_timeout_ms at least ack_poll_ms".into()));
+        }
+        if let Some(channel) = &self.channel
+            && uuid::Uuid::parse_str(channel).is_err()
+        {
+            return Err((key("channel"), "must be a GUID".into()));
+        }
+        Ok(())
+    }
+}
+
 /// A config that could not be loaded; the message names the key path or the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -326,9 +673,31 @@ impl Config {
                 return Err((format!("auth.tokens[{i}]"), "set exactly one of `env` or `file`".into()));
             }
         }
+        if self.admin.token_env.is_some() && self.admin.token_file.is_some() {
+            return Err(("admin".into(), "set at most one of `token_env` or `token_file`".into()));
+        }
         // serde_json refuses nesting past 128 levels whatever we say; keep the limit meaningful.
         if !(1..=127).contains(&self.server.limits.max_depth) {
             return Err(("server.limits.max_depth".into(), "must be between 1 and 127".into()));
+        }
+        let chain = &self.storage.chain;
+        if let Some(source) = &chain.signing_key
+            && source.env.is_some() == source.file.is_some()
+        {
+            return Err(("storage.chain.signing_key".into(), "set exactly one of `env` or `file`".into()));
+        }
+        if chain.checkpoint_every_events == 0 {
+            return Err(("storage.chain.checkpoint_every_events".into(), "must be at least 1".into()));
+        }
+        if chain.checkpoint_every_secs == 0 {
+            return Err(("storage.chain.checkpoint_every_secs".into(), "must be at least 1".into()));
+        }
+        let mut sink_names = std::collections::HashSet::new();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            sink.check(&|k: &str| format!("sinks[{i}].{k}"))?;
+            if !sink_names.insert(sink.name.as_str()) {
+                return Err((format!("sinks[{i}].name"), format!("duplicate sink name `{}`", sink.name)));
+            }
         }
         if self.pipeline.batch_size == 0 {
             return Err(("pipeline.batch_size".into(), "must be at least 1".into()));
@@ -383,6 +752,33 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.0, "stages[0].secrets.hash_key");
+    }
+
+    #[test]
+    fn sinks_get_vendor_defaults_and_checked_limits() {
+        let c = Config::parse(
+            "[[sinks]]\nname = \"splunk\"\ntype = \"splunk_hec\"\nendpoint = \"http://127.0.0.1:8088\"\ntoken = { env = \"T\" }\n\
+             [[sinks]]\nname = \"dd\"\ntype = \"datadog_logs\"\nendpoint = \"http://127.0.0.1:8089\"\ntoken = { env = \"K\" }\n\
+             [[sinks]]\nname = \"lake\"\ntype = \"http\"\nendpoint = \"http://127.0.0.1:9000/ingest\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sinks[0].max_bytes(), 1_000_000);
+        assert_eq!(c.sinks[0].formatter(), "format-splunk");
+        assert_eq!(c.sinks[1].max_bytes(), 5_000_000);
+        assert_eq!(c.sinks[1].max_events(), 1000);
+        assert_eq!(c.sinks[2].formatter(), "format-ocsf");
+        assert_eq!(c.sinks[0].compression, SinkCompression::Gzip);
+
+        let over = "[[sinks]]\nname = \"dd\"\ntype = \"datadog_logs\"\nendpoint = \"http://x\"\ntoken = { env = \"K\" }\n[sinks.batch]\nmax_events = 5000\n";
+        assert_eq!(Config::parse(over).unwrap_err().0, "sinks[0].batch.max_events");
+        let no_token = "[[sinks]]\nname = \"s\"\ntype = \"splunk_hec\"\nendpoint = \"http://x\"\n";
+        assert_eq!(Config::parse(no_token).unwrap_err().0, "sinks[0].token");
+        let ack_on_http = "[[sinks]]\nname = \"h\"\ntype = \"http\"\nendpoint = \"http://x\"\nack = true\n";
+        assert_eq!(Config::parse(ack_on_http).unwrap_err().0, "sinks[0].ack");
+        let bad_name = "[[sinks]]\nname = \"a b\"\ntype = \"http\"\nendpoint = \"http://x\"\n";
+        assert_eq!(Config::parse(bad_name).unwrap_err().0, "sinks[0].name");
+        let typo = "[[sinks]]\nname = \"h\"\ntype = \"http\"\nendpoint = \"http://x\"\n[sinks.batch]\nmax_event = 3\n";
+        assert_eq!(Config::parse(typo).unwrap_err().0, "sinks[0].batch.max_event");
     }
 }
 

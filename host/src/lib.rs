@@ -8,7 +8,11 @@
 //! - [`plugin`]: the wasmtime engine: compiled components, warm instance pools, host imports.
 //! - [`store`]: the `Store` trait, SQLite (embedded default) and PostgreSQL, group commit and
 //!   the hash chain.
-//! - [`config`]: TOML → typed config; [`telemetry`]: logs and metrics; [`health`].
+//! - [`sink`]: SIEM forwarding (Splunk HEC, Datadog Logs, HTTP) from the store as outbox,
+//!   each sink with its formatter plugin, durable cursor, retries, breaker and dead letters.
+//! - [`reload`]: hot reload of the pipeline (SIGHUP, `POST /admin/reload`).
+//! - [`config`]: TOML → typed config; [`telemetry`]: logs, metrics (`/metrics`), traces and
+//!   the per-request layer; [`health`]: `/health`, `/health/ready`, `/health/detailed`.
 //!
 //! `event` and `config` are the ground floor; `main.rs` wires the rest together.
 
@@ -18,6 +22,8 @@ pub mod health;
 pub mod ingest;
 pub mod pipeline;
 pub mod plugin;
+pub mod reload;
 pub mod server;
+pub mod sink;
 pub mod store;
 pub mod telemetry;

@@ -16,8 +16,8 @@ use auditflow::pipeline::Pipeline;
 use auditflow::plugin::PluginEngine;
 use auditflow::plugin::bindings::{WitOutcome, from_wit, to_wit};
 use auditflow::server::{Server, shutdown_signal, storage_url};
-use auditflow::store::{self, EventQuery};
-use auditflow::telemetry::{LogFormat, init_logging};
+use auditflow::store::{self, Checkpointing, EventQuery};
+use auditflow::telemetry::{self, LogFormat, init_logging};
 
 #[derive(Parser)]
 #[command(name = "auditflow", version, about = "Audit-event pipeline: ingest, Wasm plugin chain, durable store")]
@@ -42,6 +42,33 @@ enum Command {
         #[arg(long)]
         storage_url: Option<String>,
     },
+    /// Ask a running server to re-read its config and swap the pipeline (needs `[admin]`).
+    Reload {
+        #[arg(long)]
+        config: PathBuf,
+        /// Server address; default: `server.listen` from the config.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Create or upgrade the storage schema (also done at every start), then exit.
+    Migrate {
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides `storage.url`.
+        #[arg(long)]
+        storage_url: Option<String>,
+    },
+    /// Print a new Ed25519 key pair for signing chain checkpoints (`[storage.chain]`).
+    Keygen,
+    /// Walk the stored hash chain and its signed checkpoints; exit non-zero and name the first
+    /// broken sequence number if anything was modified, deleted, inserted or truncated.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides `storage.url`.
+        #[arg(long)]
+        storage_url: Option<String>,
+    },
     /// Check a config: parse it, load and initialise every plugin.
     Validate {
         #[arg(long)]
@@ -51,6 +78,21 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// List quarantine records (events a stage failed on under its `quarantine` policy).
+    Quarantine {
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides `storage.url`.
+        #[arg(long)]
+        storage_url: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Dead letters of the SIEM sinks: events a destination refused for their content.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
     },
     /// Read stored events back.
     Query {
@@ -95,6 +137,38 @@ enum PluginCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead letters, oldest first: sink, seq, event id, reason (never the payload).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides `storage.url`.
+        #[arg(long)]
+        storage_url: Option<String>,
+        /// Only this sink's.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Also list the ones already replayed.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Re-read the dead-lettered events from the store, format them with the sink's current
+    /// formatter and send them again; delivered ones are marked replayed.
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides `storage.url`.
+        #[arg(long)]
+        storage_url: Option<String>,
+        /// Only this sink's.
+        #[arg(long)]
+        sink: Option<String>,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum OutputFormat {
     Table,
@@ -103,7 +177,14 @@ enum OutputFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let telemetry = match telemetry::init(cli.log_format, otlp_endpoint(&cli.command).as_deref()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            init_logging(cli.log_format);
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -111,12 +192,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    drop(runtime);
+    // Outside the runtime: flushing the last spans blocks.
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `serve` exports traces when its config's `[telemetry] otlp_endpoint` says so. Read before
+/// anything logs, so the subscriber is installed once, with the exporter; a config that does
+/// not load is reported by `run`.
+fn otlp_endpoint(command: &Command) -> Option<String> {
+    match command {
+        Command::Serve { config, .. } => Config::load(config).ok()?.telemetry.otlp_endpoint,
+        _ => None,
     }
 }
 
@@ -126,17 +221,40 @@ fn load_config(path: &Path) -> Result<Config> {
 
 async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Serve { config, listen, storage_url } => {
-            let mut config = load_config(&config)?;
+        Command::Serve { config: config_path, listen, storage_url } => {
+            let mut config = load_config(&config_path)?;
             if let Some(url) = storage_url {
                 config.storage.url = url;
             }
             let addr = listen.unwrap_or_else(|| config.server.listen.clone());
-            let server = Server::build(&config).await?;
+            // Read the signing key before building anything: a bad key fails the start.
+            let checkpointing = Checkpointing::from_config(&config)?;
+            let server = Server::build(&config, Some(&config_path)).await?;
+            let checkpoints = start_checkpoints(&server.store, checkpointing)?;
             server.run(&addr, shutdown_signal()).await?;
+            finish_checkpoints(checkpoints).await;
             Ok(())
         }
+        Command::Migrate { config, storage_url: url } => migrate(&config, url).await,
+        Command::Keygen => keygen(),
+        Command::Verify { config, storage_url: url } => verify_chain(&config, url).await,
         Command::Validate { config: path } => validate(&path).await,
+        Command::Quarantine { config, storage_url: url, limit } => {
+            let mut config = load_config(&config)?;
+            if let Some(url) = url {
+                config.storage.url = url;
+            }
+            let store = store::open(&storage_url(&config)).await?;
+            let rows = store.quarantined(limit).await?;
+            println!("{:<36}  {:<20}  {:<27}  ERROR", "EVENT_ID", "STAGE", "QUARANTINED_AT");
+            for r in &rows {
+                println!("{:<36}  {:<20}  {:<27}  {}", r.event_id, r.stage, r.quarantined_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), r.error);
+            }
+            println!("({} records)", rows.len());
+            Ok(())
+        }
+        Command::Reload { config, url } => reload(&config, url).await,
+        Command::Dlq { command } => dlq(command).await,
         Command::Plugin { command: PluginCommand::Test { config, stage, input } } => {
             plugin_test(&config, &stage, &input).await
         }
@@ -169,6 +287,32 @@ async fn run(command: Command) -> Result<()> {
     }
 }
 
+async fn reload(path: &Path, url: Option<String>) -> Result<()> {
+    let config = load_config(path)?;
+    let Some(token) = auditflow::reload::admin_token(&config).map_err(anyhow::Error::msg)? else {
+        bail!("{}: no [admin] token configured; the server has no admin endpoint (send SIGHUP instead)", path.display());
+    };
+    let base = url.unwrap_or_else(|| {
+        // A wildcard listen address is reachable on loopback.
+        let listen = config.server.listen.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
+        format!("http://{listen}")
+    });
+    let token = String::from_utf8(token).context("admin token is not UTF-8")?;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/admin/reload", base.trim_end_matches('/')))
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("reload refused ({status}): {}", body["error"].as_str().unwrap_or("no detail"));
+    }
+    println!("reloaded: {}", body["stages"].as_array().map(|s| s.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" → ")).unwrap_or_default());
+    Ok(())
+}
+
 async fn validate(path: &Path) -> Result<()> {
     let config = load_config(path)?;
     for (i, token) in config.auth.tokens.iter().enumerate() {
@@ -178,10 +322,25 @@ async fn validate(path: &Path) -> Result<()> {
             eprintln!("warning: auth.tokens[{i}] (`{}`): environment variable {var} is not set here", token.name);
         }
     }
+    for (i, sink) in config.sinks.iter().enumerate() {
+        if let Some(var) = sink.token.as_ref().and_then(|t| t.env.as_ref())
+            && std::env::var(var).is_err()
+        {
+            eprintln!("warning: sinks[{i}] (`{}`): environment variable {var} is not set here", sink.name);
+        }
+    }
     let engine = PluginEngine::for_config(&config)?;
     let pipeline = Pipeline::build(&config, &engine).await?;
-    println!("{}: ok ({} stages: {})", path.display(), pipeline.stages().len(),
-        pipeline.stages().iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" → "));
+    // Load and initialise each sink's formatter: a bad formatter_config fails here.
+    for sink in &config.sinks {
+        auditflow::sink::build_formatter(&config, sink, &engine).await?;
+    }
+    println!("{}: ok ({} stages: {}; {} sinks{})", path.display(), pipeline.stages().len(),
+        pipeline.stages().iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" → "),
+        config.sinks.len(),
+        if config.sinks.is_empty() { String::new() } else {
+            format!(": {}", config.sinks.iter().map(|s| format!("{} ({})", s.name, s.kind.as_str())).collect::<Vec<_>>().join(", "))
+        });
     Ok(())
 }
 
@@ -293,4 +452,126 @@ fn print_table(rows: &[auditflow::event::StoredEvent]) {
         );
     }
     println!("({} events)", rows.len());
+}
+
+/// Checkpoints of a running server: the store and the idle timer.
+type CheckpointTimer = (std::sync::Arc<dyn store::Store>, tokio::task::JoinHandle<()>);
+
+/// Turn on signed checkpoints (when `[storage.chain] signing_key` is set) and start the timer
+/// that signs an idle tail.
+fn start_checkpoints(
+    store: &std::sync::Arc<dyn store::Store>,
+    checkpointing: Option<std::sync::Arc<Checkpointing>>,
+) -> Result<Option<CheckpointTimer>> {
+    let Some(c) = checkpointing else {
+        tracing::warn!("no [storage.chain] signing_key: chain checkpoints are off, so truncation of the newest events would go unnoticed");
+        return Ok(None);
+    };
+    store.enable_checkpoints(c.clone())?;
+    tracing::info!(key_id = c.signer.key_id(), every_events = c.every_events, every_secs = c.every.as_secs(), "signing chain checkpoints");
+    let timer = store::checkpoint::spawn_timer(store.clone(), c.every);
+    Ok(Some((store.clone(), timer)))
+}
+
+/// After the writer drained at shutdown: sign the final head, so a clean stop leaves no
+/// unsigned tail.
+async fn finish_checkpoints(checkpoints: Option<CheckpointTimer>) {
+    let Some((store, timer)) = checkpoints else { return };
+    timer.abort();
+    if let Err(e) = store.checkpoint().await {
+        tracing::warn!(error = %e, "could not sign the final chain checkpoint");
+    }
+}
+
+async fn migrate(config_path: &Path, url: Option<String>) -> Result<()> {
+    let mut config = load_config(config_path)?;
+    if let Some(url) = url {
+        config.storage.url = url;
+    }
+    // Opening migrates (and, on PostgreSQL, creates the partitions around this month).
+    let store = store::open(&storage_url(&config)).await?;
+    println!("{} schema is up to date ({} events stored)", store.kind(), store.count().await?);
+    Ok(())
+}
+
+fn keygen() -> Result<()> {
+    let signer = store::checkpoint::CheckpointSigner::generate()?;
+    eprintln!("# Ed25519 key pair for [storage.chain] (key id {}).", signer.key_id());
+    eprintln!("# Keep private_key secret: put it in the env var or file that `signing_key` names.");
+    eprintln!("# public_key goes into `public_key` wherever `auditflow verify` runs.");
+    println!("private_key={}", signer.private_key_hex());
+    println!("public_key={}", hex::encode(signer.verifying_key().as_bytes()));
+    Ok(())
+}
+
+async fn verify_chain(config_path: &Path, url: Option<String>) -> Result<()> {
+    let mut config = load_config(config_path)?;
+    if let Some(url) = url {
+        config.storage.url = url;
+    }
+    let keys = store::checkpoint::trusted_keys(&config)?;
+    let store = store::open(&storage_url(&config)).await?;
+    let report = store::verify::verify(&*store, &keys).await?;
+    if report.is_ok() {
+        println!("{report}");
+        Ok(())
+    } else {
+        bail!("{report}")
+    }
+}
+
+async fn dlq(command: DlqCommand) -> Result<()> {
+    match command {
+        DlqCommand::List { config, storage_url: url, sink, all, limit } => {
+            let mut config = load_config(&config)?;
+            if let Some(url) = url {
+                config.storage.url = url;
+            }
+            let store = store::open(&storage_url(&config)).await?;
+            let rows = auditflow::sink::dlq::list(store.as_ref(), sink.as_deref(), all, limit).await?;
+            println!("{:>6}  {:<16}  {:>8}  {:<36}  {:<14}  {:<27}  {:<27}  DETAIL", "ID", "SINK", "SEQ", "EVENT_ID", "REASON", "CREATED_AT", "REPLAYED_AT");
+            for r in &rows {
+                let l = &r.letter;
+                let replayed = r.replayed_at.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+                println!(
+                    "{:>6}  {:<16}  {:>8}  {:<36}  {:<14}  {:<27}  {:<27}  {}",
+                    r.id,
+                    l.sink,
+                    l.seq,
+                    l.event_id,
+                    l.reason,
+                    r.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                    replayed,
+                    l.detail
+                );
+            }
+            println!("({} dead letters)", rows.len());
+            Ok(())
+        }
+        DlqCommand::Replay { config, storage_url: url, sink } => {
+            let mut config = load_config(&config)?;
+            if let Some(url) = url {
+                config.storage.url = url;
+            }
+            let store = store::open(&storage_url(&config)).await?;
+            let reports = auditflow::sink::dlq::replay(&config, store, sink.as_deref()).await?;
+            let mut halted = false;
+            for r in &reports {
+                println!(
+                    "{}: {} pending, {} delivered, {} refused again, {} no longer stored{}",
+                    r.sink,
+                    r.pending,
+                    r.delivered,
+                    r.refused,
+                    r.gone,
+                    r.halted.as_deref().map(|h| format!(" (stopped early: {h})")).unwrap_or_default()
+                );
+                halted |= r.halted.is_some();
+            }
+            if halted {
+                bail!("replay stopped early; the remaining dead letters are still pending");
+            }
+            Ok(())
+        }
+    }
 }

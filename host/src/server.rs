@@ -1,20 +1,26 @@
 //! Wires a config into a running server: store, group commit, plugin engine, pipeline, routes;
 //! and shuts it down gracefully (stop accepting, finish in-flight requests, flush the writer).
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::post;
+use axum::middleware;
+use axum::routing::{get, post};
 
 use crate::config::Config;
-use crate::health::{self, HealthState};
+use crate::health::{self, Draining, HealthState};
+use crate::telemetry;
+use crate::telemetry::http::{metrics_handler, observe};
 use crate::ingest::{self, IngestState, auth};
-use crate::pipeline::{BuildError, Pipeline};
+use crate::pipeline::{BuildError, Pipeline, PipelineSlot};
+use crate::reload::{self, Reloader};
 use crate::plugin::{PluginEngine, PluginError};
 use crate::store::{self, GroupCommit, GroupCommitConfig, Store, StoreError};
+use crate::sink::{SinkError, SinkSet};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +33,8 @@ pub enum ServerError {
     Plugin(#[from] PluginError),
     #[error("{0}")]
     Pipeline(#[from] BuildError),
+    #[error("sinks: {0}")]
+    Sink(#[from] SinkError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error("server: {0}")]
@@ -59,15 +67,32 @@ pub struct Server {
     pub store: Arc<dyn Store>,
     commit: GroupCommit,
     writer: tokio::task::JoinHandle<()>,
+    /// Present when the server was built from a config file it can re-read.
+    reloader: Option<Arc<Reloader>>,
+    /// `/metrics` on its own listener (`telemetry.metrics_listen`): (address, routes).
+    metrics_router: Option<(String, Router)>,
+    /// Set when shutdown begins: `/health/ready` answers 503 from then on.
+    draining: Arc<Draining>,
+    /// How long to keep serving after shutdown begins (`server.shutdown_drain_ms`).
+    drain: Duration,
+    /// The SIEM sinks, started with the listener and stopped after the writer drained.
+    sinks: SinkSet,
 }
+
+/// How long stopping waits for a sink's request in flight before abandoning it (its batch is
+/// then resent after the restart).
+const SINK_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 impl Server {
     /// Build every component from the config. Fails before listening if anything is wrong.
-    pub async fn build(config: &Config) -> Result<Server, ServerError> {
+    /// With `config_path`, the pipeline can be reloaded from that file (SIGHUP, admin route).
+    pub async fn build(config: &Config, config_path: Option<&std::path::Path>) -> Result<Server, ServerError> {
         let tokens = auth::load(&config.auth.tokens, &config.base_dir).map_err(ServerError::Auth)?;
         let store = store::open(&storage_url(config)).await?;
         let engine = PluginEngine::for_config(config)?;
-        let pipeline = Arc::new(Pipeline::build(config, &engine).await?);
+        let pipeline = Arc::new(PipelineSlot::new(Pipeline::build(config, &engine).await?));
+        let reloader = config_path.map(|p| Arc::new(Reloader::new(p.to_owned(), config.clone(), pipeline.clone())));
+        let admin_token = reload::admin_token(config).map_err(ServerError::Auth)?;
         let (commit, writer) = GroupCommit::start(
             store.clone(),
             GroupCommitConfig {
@@ -81,16 +106,36 @@ impl Server {
             limits: config.server.limits.clone(),
             pipeline,
             commit: commit.clone(),
+            store: store.clone(),
         });
-        let health_state = Arc::new(HealthState { store: store.clone() });
+        let draining = Arc::new(Draining::default());
+        let sinks = SinkSet::build(config, &engine).await?;
+        let health_state = Arc::new(HealthState {
+            store: store.clone(),
+            pipeline: ingest_state.pipeline.clone(),
+            commit: commit.clone(),
+            draining: draining.clone(),
+            queue_capacity: config.storage.queue_capacity,
+            started: Instant::now(),
+            sinks: sinks.statuses(),
+        });
+        telemetry::metrics().configure(config.telemetry.event_type_label_limit);
+        telemetry::metrics().ingest.init_route(ingest::EVENTS_ROUTE);
+        telemetry::metrics().ingest.init_route(ingest::SARK_ROUTE);
         let router = Router::new()
-            .route("/v1/events", post(ingest::post_events))
-            .route("/api/v1/gateway/audit", post(ingest::post_sark))
+            .route(ingest::EVENTS_ROUTE, post(ingest::post_events))
+            .route(ingest::SARK_ROUTE, post(ingest::post_sark))
             // Ingest enforces its own, configurable body limit with a JSON 413.
             .layer(DefaultBodyLimit::disable())
             .with_state(ingest_state)
-            .merge(health::router(health_state));
-        Ok(Server { router, store, commit, writer })
+            .merge(health::router(health_state.clone()));
+        let router = match (&reloader, admin_token) {
+            (Some(r), Some(token)) => router.merge(reload::admin_router(r.clone(), &token)),
+            _ => router,
+        };
+        let (router, metrics_router) = observed(config, router, health_state);
+        let drain = Duration::from_millis(config.server.shutdown_drain_ms);
+        Ok(Server { router, store, commit, writer, reloader, metrics_router, draining, drain, sinks })
     }
 
     /// Listen until `shutdown` resolves, then finish in-flight requests and flush the writer.
@@ -100,17 +145,84 @@ impl Server {
             .map_err(|source| ServerError::Listen { addr: addr.to_owned(), source })?;
         let local: SocketAddr = listener.local_addr()?;
         tracing::info!(%local, store = self.store.kind(), "auditflow listening");
-        let Server { router, store: _, commit, writer } = self;
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+        let Server { router, store, commit, writer, reloader, metrics_router, draining, drain, sinks } = self;
+        let metrics_server = match metrics_router {
+            Some((addr, routes)) => {
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(|source| ServerError::Listen { addr: addr.clone(), source })?;
+                tracing::info!(local = %listener.local_addr()?, "metrics listening");
+                Some((listener, routes))
+            }
+            None => None,
+        };
+        let sighup = reloader.map(|r| tokio::spawn(reload::on_sighup(r)));
+        let running_sinks = sinks.start(store);
+        let stop = drain_then_stop(shutdown, draining, drain);
+        let metrics_task = metrics_server.map(|(listener, routes)| {
+            tokio::spawn(axum::serve(listener, routes).with_graceful_shutdown(stopped(stop.clone())).into_future())
+        });
+        axum::serve(listener, router).with_graceful_shutdown(stopped(stop)).await?;
+        if let Some(task) = sighup {
+            task.abort();
+        }
+        if let Some(task) = metrics_task
+            && let Ok(Err(e)) = task.await
+        {
+            tracing::error!(error = %e, "metrics listener failed");
+        }
         // The router (and its clones of the commit handle) is gone: closing ours lets the
         // writer drain what is queued and exit.
         drop(commit);
         if writer.await.is_err() {
             tracing::error!("store writer task panicked during shutdown");
         }
+        // After the writer: sinks may still forward what the last commits stored.
+        running_sinks.shutdown(SINK_SHUTDOWN_GRACE).await;
         tracing::info!("auditflow stopped");
         Ok(())
     }
+}
+
+/// Mount `/metrics` (on the main routes, or on routes of its own for
+/// `telemetry.metrics_listen`, together with the health routes) and put every route behind the
+/// request layer: request id, span, HTTP metrics.
+fn observed(config: &Config, router: Router, health: Arc<HealthState>) -> (Router, Option<(String, Router)>) {
+    let layer = middleware::from_fn(observe);
+    match &config.telemetry.metrics_listen {
+        None => (router.route("/metrics", get(metrics_handler)).layer(layer), None),
+        Some(addr) => {
+            let metrics = Router::new().route("/metrics", get(metrics_handler)).merge(health::router(health));
+            (router.layer(layer.clone()), Some((addr.clone(), metrics.layer(layer))))
+        }
+    }
+}
+
+/// When `shutdown` resolves: mark the server draining (readiness 503), keep serving for
+/// `drain`, then tell the listeners to stop (the receiver turns `true`).
+fn drain_then_stop(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    draining: Arc<Draining>,
+    drain: Duration,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        draining.begin();
+        if !drain.is_zero() {
+            tracing::info!(drain_ms = drain.as_millis() as u64, "draining: /health/ready answers 503 while still serving");
+            tokio::time::sleep(drain).await;
+        }
+        let _ = stop_tx.send(true);
+        // Keep the sender until every listener has seen the value.
+        stop_tx.closed().await;
+    });
+    stop_rx
+}
+
+/// Resolves once [`drain_then_stop`] says stop (or its task is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

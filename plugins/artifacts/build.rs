@@ -13,7 +13,13 @@ use std::process::Command;
 const PLUGINS: &[(&str, bool)] = &[
     ("redact", true),
     ("enrich", true),
+    ("format-splunk", true),
+    ("format-datadog", true),
+    ("format-ocsf", true),
     ("custom-redactor", false),
+    ("drop-marker", false),
+    ("hostile", false),
+    ("contract-v2", false),
 ];
 
 fn main() {

@@ -20,16 +20,24 @@ use serde::Serialize;
 
 use crate::config::Limits;
 use crate::event::Event;
-use crate::pipeline::Pipeline;
-use crate::store::{CommitError, GroupCommit};
+use crate::pipeline::PipelineSlot;
+use crate::store::{CommitError, GroupCommit, QuarantineRecord, Store};
+use crate::telemetry::metrics;
+use crate::telemetry::metrics::AuthFailure;
 pub use error::ApiError;
+
+/// Route templates of the ingest routes, as mounted and as the `route` metric label.
+pub const EVENTS_ROUTE: &str = "/v1/events";
+pub const SARK_ROUTE: &str = "/api/v1/gateway/audit";
 
 /// What the ingest routes need.
 pub struct IngestState {
     pub tokens: auth::Tokens,
     pub limits: Limits,
-    pub pipeline: Arc<Pipeline>,
+    pub pipeline: Arc<PipelineSlot>,
     pub commit: GroupCommit,
+    /// For quarantine records (events are written through `commit`).
+    pub store: Arc<dyn Store>,
 }
 
 /// The acknowledgement: sent only after every stored event is committed.
@@ -41,6 +49,9 @@ pub struct Ack {
     pub duplicates: usize,
     /// Events a stage dropped on purpose or by its `drop` error policy: not stored.
     pub dropped: usize,
+    /// Events a stage failed on under its `quarantine` policy: a quarantine record (event id,
+    /// stage, error) is stored instead of the event.
+    pub quarantined: usize,
     /// The id of every event in the request, in order (generated ones included).
     pub event_ids: Vec<uuid::Uuid>,
 }
@@ -51,12 +62,14 @@ pub async fn post_events(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Ack>, ApiError> {
-    let source = authenticate(&state, auth::bearer(&headers))?;
+    let source = authenticate(&state, auth::bearer(&headers), EVENTS_ROUTE)?;
     let format = body::BodyFormat::from_headers(&headers)?;
     let encoding = body::content_encoding(&headers)?;
     let raw = read_body(&headers, body, &state.limits).await?;
+    metrics().ingest.body_received(EVENTS_ROUTE, raw.len());
     let decoded = body::decode(&raw, encoding, &state.limits)?;
     let events = parse::parse_events(&decoded, format, &state.limits, &source)?;
+    metrics().ingest.events_received(EVENTS_ROUTE, &events);
     accept(&state, events).await.map(Json)
 }
 
@@ -79,21 +92,24 @@ pub async fn post_sark(
     body: Body,
 ) -> Result<(StatusCode, Json<SarkAck>), ApiError> {
     let presented = auth::gateway_api_key(&headers).or_else(|| auth::bearer(&headers));
-    let source = authenticate(&state, presented)?;
+    let source = authenticate(&state, presented, SARK_ROUTE)?;
     let encoding = body::content_encoding(&headers)?;
     let raw = read_body(&headers, body, &state.limits).await?;
+    metrics().ingest.body_received(SARK_ROUTE, raw.len());
     let decoded = body::decode(&raw, encoding, &state.limits)?;
     let events = sark::parse_sark(&decoded, &state.limits, &source)?;
+    metrics().ingest.events_received(SARK_ROUTE, &events);
     let ack = accept(&state, events).await?;
     let audit_id = ack.event_ids.first().copied();
     Ok((StatusCode::CREATED, Json(SarkAck { audit_id, status: "logged", ack })))
 }
 
-fn authenticate(state: &IngestState, presented: Option<&[u8]>) -> Result<String, ApiError> {
-    presented
-        .and_then(|t| state.tokens.authenticate(t))
-        .map(str::to_owned)
-        .ok_or_else(ApiError::unauthorized)
+fn authenticate(state: &IngestState, presented: Option<&[u8]>, route: &'static str) -> Result<String, ApiError> {
+    presented.and_then(|t| state.tokens.authenticate(t)).map(str::to_owned).ok_or_else(|| {
+        let reason = if presented.is_some() { AuthFailure::Invalid } else { AuthFailure::Missing };
+        metrics().ingest.auth_failed(route, reason);
+        ApiError::unauthorized()
+    })
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -121,7 +137,9 @@ async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<b
 async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError> {
     let event_ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
     let total = events.len();
-    let output = state.pipeline.run(events).await.map_err(|r| {
+    // Take the pipeline once: a reload mid-request does not change this request's chain.
+    let pipeline = state.pipeline.current();
+    let output = pipeline.run(events).await.map_err(|r| {
         tracing::warn!(stage = %r.stage, error = %r.message, "pipeline rejected request");
         match r.index {
             Some(index) => ApiError::new(
@@ -132,9 +150,23 @@ async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError
             None => ApiError::internal(format!("stage `{}` failed and its error policy is reject", r.stage)),
         }
     })?;
-    let dropped = total - output.kept.len();
+    let quarantined = output.quarantined.len();
+    let dropped = total - output.kept.len() - quarantined;
+    if quarantined > 0 {
+        // Written before the events and idempotent per (event, stage): a client retrying after
+        // a failure below records nothing twice.
+        let records: Vec<QuarantineRecord> = output
+            .quarantined
+            .into_iter()
+            .map(|q| QuarantineRecord { event_id: q.event_id, stage: q.stage, error: q.error })
+            .collect();
+        state.store.quarantine(&records).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot store quarantine records; refusing the request");
+            ApiError::unavailable(5)
+        })?;
+    }
     if output.kept.is_empty() {
-        return Ok(Ack { accepted: 0, duplicates: 0, dropped, event_ids });
+        return Ok(Ack { accepted: 0, duplicates: 0, dropped, quarantined, event_ids });
     }
     let receipt = state.commit.commit(output.kept).await.map_err(|e| match e {
         CommitError::Overloaded => ApiError::unavailable(1),
@@ -145,5 +177,5 @@ async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError
         }
         CommitError::ShuttingDown => ApiError::unavailable(5),
     })?;
-    Ok(Ack { accepted: receipt.stored, duplicates: receipt.duplicates, dropped, event_ids })
+    Ok(Ack { accepted: receipt.stored, duplicates: receipt.duplicates, dropped, quarantined, event_ids })
 }

@@ -21,6 +21,8 @@ pub struct Stage {
     pub name: String,
     pub role: StageRole,
     pub on_error: ErrorPolicy,
+    /// Warm plugin instances kept for this stage.
+    pub instances: usize,
     pool: TransformPool,
     metrics: StageMetrics,
 }
@@ -30,12 +32,38 @@ impl Stage {
     pub async fn process_raw(&self, events: &[WitEvent]) -> Result<Vec<WitOutcome>, PluginError> {
         self.pool.process(events).await
     }
+
+    /// This stage's counters (`/health/detailed`).
+    pub fn metrics(&self) -> &StageMetrics {
+        &self.metrics
+    }
 }
 
 /// The chain of stages built from a config.
 pub struct Pipeline {
     stages: Vec<Stage>,
     batch_size: usize,
+}
+
+/// The pipeline in service, swappable at run time (hot reload). A request takes the current
+/// pipeline once and finishes on it, so a swap never changes a request half-way.
+pub struct PipelineSlot {
+    current: std::sync::RwLock<std::sync::Arc<Pipeline>>,
+}
+
+impl PipelineSlot {
+    pub fn new(pipeline: Pipeline) -> PipelineSlot {
+        PipelineSlot { current: std::sync::RwLock::new(std::sync::Arc::new(pipeline)) }
+    }
+
+    pub fn current(&self) -> std::sync::Arc<Pipeline> {
+        // A poisoned lock only means a panic elsewhere mid-swap; the Arc inside is still whole.
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn swap(&self, pipeline: Pipeline) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(pipeline);
+    }
 }
 
 /// What the chain made of a request's events.
@@ -131,7 +159,8 @@ impl Pipeline {
             role: sc.role,
             on_error: sc.on_error,
             pool,
-            metrics: StageMetrics::new(&sc.name),
+            instances: limits.instances,
+            metrics: StageMetrics::new(&sc.name, sc.role),
         })
     }
 
