@@ -705,6 +705,24 @@ impl Config {
         Ok(())
     }
 
+    /// Read a secret from `{ env = "VAR" }` or `{ file = "path" }` (relative to the config
+    /// file), trimmed. The error names the variable or file, never the value.
+    pub fn read_secret(&self, source: &SecretSource) -> Result<String, String> {
+        let value = match (&source.env, &source.file) {
+            (Some(var), _) => std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
+            (None, Some(file)) => {
+                let path = self.resolve_path(file);
+                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            }
+            (None, None) => return Err("set `env` or `file`".into()),
+        };
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            return Err("the secret is empty".into());
+        }
+        Ok(value)
+    }
+
     /// Resolve a path from the config against the config file's directory.
     pub fn resolve_path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }

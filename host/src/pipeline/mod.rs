@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::config::{Config, ErrorPolicy, SecretSource, StageConfig, StageRole};
+use crate::config::{Config, ErrorPolicy, StageConfig, StageRole};
 use crate::event::Event;
 use crate::plugin::bindings::{WitEvent, WitOutcome, from_wit, to_wit};
 use crate::plugin::host::StageContext;
@@ -126,7 +126,7 @@ impl Pipeline {
         let component = engine.load(&sc.plugin, &config.base_dir).map_err(plugin_err)?;
         let mut stage_config = sc.config.clone();
         for (name, source) in &sc.secrets {
-            let value = read_secret(config, source)
+            let value = config.read_secret(source)
                 .map_err(|message| BuildError::Secret { index, name: name.clone(), message })?;
             if let Some(obj) = stage_config.as_object_mut() {
                 obj.insert(name.clone(), serde_json::Value::String(value));
@@ -341,18 +341,3 @@ impl Stage {
     }
 }
 
-fn read_secret(config: &Config, source: &SecretSource) -> Result<String, String> {
-    let value = match (&source.env, &source.file) {
-        (Some(var), _) => std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
-        (None, Some(file)) => {
-            let path = config.resolve_path(file);
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        }
-        (None, None) => return Err("set `env` or `file`".into()),
-    };
-    let value = value.trim().to_owned();
-    if value.is_empty() {
-        return Err("the secret is empty".into());
-    }
-    Ok(value)
-}

@@ -45,7 +45,7 @@ use reqwest::header::HeaderValue;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, SecretSource, SinkCompression, SinkConfig, SinkKind};
+use crate::config::{Config, SinkCompression, SinkConfig, SinkKind};
 use crate::event::StoredEvent;
 use crate::plugin::host::StageContext;
 use crate::plugin::{FormatterPool, InstanceLimits, PluginEngine, PluginError};
@@ -135,27 +135,11 @@ fn secret_header(value: &str) -> Result<HeaderValue, String> {
     Ok(v)
 }
 
-/// A secret from `{ env }` or `{ file }` (relative to the config file), trimmed.
-fn read_secret(config: &Config, source: &SecretSource) -> Result<String, String> {
-    let value = match (&source.env, &source.file) {
-        (Some(var), _) => std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
-        (None, Some(file)) => {
-            let path = config.resolve_path(file);
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        }
-        (None, None) => return Err("set `env` or `file`".into()),
-    };
-    let value = value.trim().to_owned();
-    if value.is_empty() {
-        return Err("the token is empty".into());
-    }
-    Ok(value)
-}
 
 /// The protocol side of a configured sink.
 pub fn build_sink(config: &Config, sc: &SinkConfig) -> Result<Arc<dyn Sink>, SinkError> {
     let err = |message: String| SinkError::Config { sink: sc.name.clone(), message };
-    let token = sc.token.as_ref().map(|t| read_secret(config, t)).transpose().map_err(|m| err(format!("token: {m}")))?;
+    let token = sc.token.as_ref().map(|t| config.read_secret(t)).transpose().map_err(|m| err(format!("token: {m}")))?;
     let timeout = Duration::from_millis(sc.request_timeout_ms);
     let max_retry_after = Duration::from_secs(sc.retry.max_retry_after_secs);
     let transport = |headers| Transport::new(headers, timeout, max_retry_after);
