@@ -4,6 +4,10 @@
 //! lets an unredacted event through.
 
 mod common;
+#[path = "common/siem.rs"]
+mod siem;
+
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -87,23 +91,37 @@ async fn each_hostile_plugin_only_costs_its_poison_event() {
         ));
         let events = batch(10, 4);
         let (status, ack) = post(&server, &events).await;
-        // bad_json passes the stage but breaks the contract check at the end of the chain,
-        // which rejects; every other mode is handled inside the stage by its policy.
-        if mode == "bad_json" {
-            assert_eq!(status, 422, "{mode}: {ack}");
-            assert_eq!(ack["index"], 4, "{mode}: {ack}");
-            assert_eq!(stored_rows(&server).len(), 0, "{mode}");
-        } else {
-            assert_eq!(status, 200, "{mode}: {ack}");
-            assert_eq!(ack["accepted"], 9, "{mode}: {ack}");
-            assert_eq!(ack["dropped"], 1, "{mode}: {ack}");
-            let rows = stored_rows(&server);
-            assert_eq!(rows.len(), 9, "{mode}");
-            assert!(rows.iter().all(|r| r["event_type"] == "tool_invoke"), "{mode}");
-            assert!(rows.iter().all(|r| r["metadata"].get("escaped").is_none()), "{mode}: plugin escaped the sandbox");
+        assert_eq!(status, 200, "{mode}: {ack}");
+        assert_eq!(ack["accepted"], 9, "{mode}: {ack}");
+        assert_eq!(ack["dropped"], 1, "{mode}: {ack}");
+        let rows = stored_rows(&server);
+        assert_eq!(rows.len(), 9, "{mode}");
+        assert!(rows.iter().all(|r| r["event_type"] == "tool_invoke"), "{mode}");
+        assert!(rows.iter().all(|r| r["metadata"].get("escaped").is_none()), "{mode}: plugin escaped the sandbox");
+        // The stage's metrics count the failure.
+        let metrics = http().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let errors = sample(&metrics, "auditflow_stage_events_total", &["stage=\"hostile\"", "outcome=\"error\""]);
+        assert!(errors >= 1.0, "{mode}: stage errors not counted");
+        if let Some(kind) = match mode {
+            "loop" => Some("timeout"),
+            "alloc" | "trap" => Some("trap"),
+            "wrong_count" | "bad_json" => Some("contract"),
+            _ => None,
+        } {
+            let failures = sample(&metrics, "auditflow_stage_call_failures_total", &["stage=\"hostile\"", &format!("kind=\"{kind}\"")]);
+            assert!(failures >= 1.0, "{mode}: {kind} not counted");
         }
         still_serving(&server).await;
     }
+}
+
+/// Sum of the samples of `family` whose labels include all of `labels`.
+fn sample(metrics: &str, family: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A redaction stage that traps never lets the unredacted event reach the store: with
@@ -120,13 +138,26 @@ async fn trapping_redactor_fails_closed() {
     still_serving(&server).await;
     drop(server);
 
-    let server = TestServer::start(&config("trap", "redaction", "on_error = \"drop\""));
+    // With `drop`, and a real HTTP sink forwarding what is stored: neither the store nor the
+    // sink ever sees the unredacted events.
+    let receiver = siem::Receiver::ndjson("").await;
+    let with_sink = config("trap", "redaction", "on_error = \"drop\"")
+        + &format!("\n[[sinks]]\nname = \"lake\"\ntype = \"http\"\nendpoint = \"{}/ingest\"\n", receiver.base);
+    let server = TestServer::start(&with_sink);
     let (status, ack) = post(&server, &batch(10, 4)).await;
     assert_eq!(status, 200, "{ack}");
     let rows = stored_rows(&server);
     assert_eq!(rows.len(), 9);
     let all = serde_json::to_string(&rows).unwrap();
     assert!(!all.contains("@example.com"), "unredacted data stored: {all}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.distinct_ids().len() < 9 {
+        assert!(Instant::now() < deadline, "the sink never received the stored events:\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let forwarded = serde_json::to_string(&receiver.accepted()).unwrap();
+    assert_eq!(receiver.distinct_ids().len(), 9, "the sink received an event that was not stored");
+    assert!(!forwarded.contains("@example.com"), "unredacted data reached the sink: {forwarded}");
 }
 
 /// The `quarantine` policy stores a record (event id, stage, error — no payload) instead of

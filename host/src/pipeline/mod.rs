@@ -266,6 +266,34 @@ impl Pipeline {
     }
 }
 
+/// What a stage may not do to an event it keeps. Metadata is validated without building a
+/// value, and not at all when the stage left it byte-for-byte unchanged.
+fn check_keep(before: &WitEvent, after: &WitEvent) -> Result<(), String> {
+    if after.event_id != before.event_id {
+        return Err("changed event-id".into());
+    }
+    if let Some(d) = after.decision.as_deref()
+        && d != "allow"
+        && d != "deny"
+    {
+        return Err("decision must be allow or deny".into());
+    }
+    if after.event_type.is_empty() {
+        return Err("event-type is empty".into());
+    }
+    if after.metadata != before.metadata && !after.metadata.is_empty() {
+        let text = after.metadata.trim_start();
+        if !text.starts_with('{') {
+            return Err("metadata is not a JSON object".into());
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        serde::de::Deserializer::deserialize_ignored_any(&mut de, serde::de::IgnoredAny)
+            .and_then(|_| de.end())
+            .map_err(|e| format!("metadata is not valid JSON (line {}, column {})", e.line(), e.column()))?;
+    }
+    Ok(())
+}
+
 /// Per-stage outcome counts of one batch.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -297,7 +325,7 @@ impl Stage {
     /// retry gets a healthy one — and only the events that fail alone are failures.
     async fn process_isolating(&self, batch: &[WitEvent]) -> Vec<EventResult> {
         match self.call(batch).await {
-            Ok(outcomes) => outcomes.into_iter().map(|o| self.event_result(o)).collect(),
+            Ok(outcomes) => batch.iter().zip(outcomes).map(|(before, o)| self.event_result(before, o)).collect(),
             Err(e) if batch.len() == 1 => vec![EventResult::Failed(Failure { summary: e.to_string(), plugin_reported: false })],
             Err(e) => {
                 tracing::warn!(stage = %self.name, events = batch.len(), error = %e, "stage call failed; re-running its batch event by event");
@@ -305,7 +333,7 @@ impl Stage {
                 for event in batch {
                     results.push(match self.call(std::slice::from_ref(event)).await {
                         Ok(mut o) => match o.pop() {
-                            Some(outcome) => self.event_result(outcome),
+                            Some(outcome) => self.event_result(event, outcome),
                             None => EventResult::Failed(Failure { summary: "no outcome".into(), plugin_reported: false }),
                         },
                         Err(e) => EventResult::Failed(Failure { summary: e.to_string(), plugin_reported: false }),
@@ -326,9 +354,21 @@ impl Stage {
         result
     }
 
-    fn event_result(&self, outcome: WitOutcome) -> EventResult {
+    /// One outcome, checked against the event the stage was given: a `keep` that breaks the
+    /// contract is this stage's failure on this event, so the stage's policy applies to it
+    /// alone (not a rejection of the whole request at the end of the chain).
+    fn event_result(&self, before: &WitEvent, outcome: WitOutcome) -> EventResult {
         match outcome {
-            WitOutcome::Keep(e) => EventResult::Keep(e),
+            WitOutcome::Keep(e) => match check_keep(before, &e) {
+                Ok(()) => EventResult::Keep(e),
+                Err(message) => {
+                    self.metrics.record_failure(&PluginError::Contract { stage: self.name.clone(), message: message.clone() });
+                    EventResult::Failed(Failure {
+                        summary: format!("stage `{}` broke the contract: {message}", self.name),
+                        plugin_reported: false,
+                    })
+                }
+            },
             WitOutcome::Drop => EventResult::Drop,
             WitOutcome::Error(message) => {
                 tracing::debug!(stage = %self.name, plugin_message = %message, "plugin reported an event error");
