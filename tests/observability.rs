@@ -890,11 +890,13 @@ fn http_ok(url: &str) -> bool {
 }
 
 /// The dashboards and alert rules hold up against a real Prometheus scraping a real server
-/// under load: every dashboard query returns data, every rule is loaded, evaluates without
-/// error and carries its annotations, and every stage has latency samples.
+/// under load, with one `http` sink at a port where nothing listens (so the sink panels have
+/// data: a backlog, network errors, retries, an open breaker): every dashboard query returns
+/// data, every rule is loaded, evaluates without error and carries its annotations, and every
+/// stage has latency samples.
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboards_and_rules_work_against_a_real_prometheus() {
-    let server = TestServer::start(&pipeline_config(""));
+    let server = TestServer::start(&pipeline_config(METRICS_PROBE_SINK));
     let prom = Prometheus::start(&server.addr);
     // A first scrape before the load, so counters are seen increasing from their zero series.
     let deadline = Instant::now() + Duration::from_secs(20);
