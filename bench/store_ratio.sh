@@ -28,7 +28,8 @@ PG=${PG:-postgres://postgres@127.0.0.1:5432}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-cargo build --release -q -p auditflow -p auditflow-bench --bins
+# SKIP_BUILD=1 uses the binaries already in target/release.
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p auditflow -p auditflow-bench --bins
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/release
 WORK=$(mktemp -d)

@@ -113,12 +113,7 @@ fn marker_event(event_type: &str) -> Value {
     })
 }
 
-async fn post(
-    server_url: &str,
-    body: String,
-    token: Option<&str>,
-    request_id: Option<&str>,
-) -> reqwest::Response {
+async fn post(server_url: &str, body: String, token: Option<&str>, request_id: Option<&str>) -> reqwest::Response {
     let mut req = http()
         .post(format!("{server_url}/v1/events"))
         .header("content-type", "application/x-ndjson");
@@ -150,13 +145,7 @@ async fn post_dev_load(server: &TestServer) -> u64 {
 /// A few requests with no token and with a wrong one.
 async fn post_auth_failures(server: &TestServer) {
     for token in [None, Some("wrong-token"), None, Some("another-wrong-token")] {
-        let resp = post(
-            &base(server),
-            marker_event("tool_invoke").to_string(),
-            token,
-            None,
-        )
-        .await;
+        let resp = post(&base(server), marker_event("tool_invoke").to_string(), token, None).await;
         assert_eq!(resp.status().as_u16(), 401);
     }
 }
@@ -210,10 +199,7 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "process did not exit within {within:?}"
-        );
+        assert!(Instant::now() < deadline, "process did not exit within {within:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -276,19 +262,12 @@ fn doc_table(section: &str) -> BTreeMap<String, Family> {
     let doc = read(&repo("docs/METRICS.md"));
     let begin = format!("<!-- metrics:{section}:begin -->");
     let end = format!("<!-- metrics:{section}:end -->");
-    let start = doc
-        .find(&begin)
-        .unwrap_or_else(|| panic!("METRICS.md has no {begin}"));
-    let stop = doc
-        .find(&end)
-        .unwrap_or_else(|| panic!("METRICS.md has no {end}"));
+    let start = doc.find(&begin).unwrap_or_else(|| panic!("METRICS.md has no {begin}"));
+    let stop = doc.find(&end).unwrap_or_else(|| panic!("METRICS.md has no {end}"));
     let mut out = BTreeMap::new();
     for row in doc[start..stop].lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
-        assert!(
-            cells.len() >= 5,
-            "METRICS.md row has too few columns: {row}"
-        );
+        assert!(cells.len() >= 5, "METRICS.md row has too few columns: {row}");
         let name = cells[0].trim_matches('`').to_owned();
         let labels = cells[3]
             .split(',')
@@ -305,7 +284,10 @@ fn doc_table(section: &str) -> BTreeMap<String, Family> {
         assert!(prev.is_none(), "METRICS.md lists {name} twice");
     }
     // The planned table may be empty (nothing planned); the emitted one never is.
-    assert!(!out.is_empty() || section == "planned", "METRICS.md {section} table is empty");
+    assert!(
+        !out.is_empty() || section == "planned",
+        "METRICS.md {section} table is empty"
+    );
     out
 }
 
@@ -317,11 +299,7 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
         let name = rest[..eq].trim_start_matches(',').trim().to_owned();
         let mut value = String::new();
         let mut chars = rest[eq + 1..].char_indices();
-        assert_eq!(
-            chars.next().map(|c| c.1),
-            Some('"'),
-            "bad label syntax in {s}"
-        );
+        assert_eq!(chars.next().map(|c| c.1), Some('"'), "bad label syntax in {s}");
         let mut end = 0;
         let mut escaped = false;
         for (i, c) in chars {
@@ -413,32 +391,20 @@ async fn metrics_doc_lists_exactly_the_emitted_families() {
     let documented = doc_table("emitted");
     let planned = doc_table("planned");
 
-    let undocumented: Vec<_> = emitted
-        .keys()
-        .filter(|n| !documented.contains_key(*n))
-        .collect();
-    let missing: Vec<_> = documented
-        .keys()
-        .filter(|n| !emitted.contains_key(*n))
-        .collect();
+    let undocumented: Vec<_> = emitted.keys().filter(|n| !documented.contains_key(*n)).collect();
+    let missing: Vec<_> = documented.keys().filter(|n| !emitted.contains_key(*n)).collect();
     assert!(
         undocumented.is_empty(),
         "emitted but not in docs/METRICS.md: {undocumented:?}"
     );
-    assert!(
-        missing.is_empty(),
-        "in docs/METRICS.md but not emitted: {missing:?}"
-    );
+    assert!(missing.is_empty(), "in docs/METRICS.md but not emitted: {missing:?}");
     for (name, doc) in &documented {
         assert_eq!(
             &emitted[name], doc,
             "{name}: /metrics (left) and docs/METRICS.md (right) differ"
         );
     }
-    let emitted_planned: Vec<_> = planned
-        .keys()
-        .filter(|n| emitted.contains_key(*n))
-        .collect();
+    let emitted_planned: Vec<_> = planned.keys().filter(|n| emitted.contains_key(*n)).collect();
     assert!(
         emitted_planned.is_empty(),
         "planned metrics are emitted; move them to the emitted table: {emitted_planned:?}"
@@ -452,11 +418,7 @@ async fn metrics_doc_lists_exactly_the_emitted_families() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    lint.stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+    lint.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = lint.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -476,10 +438,7 @@ async fn metrics_doc_lists_exactly_the_emitted_families() {
             &e["tool_name"],
         ] {
             if let Some(v) = v.as_str() {
-                assert!(
-                    !label_values.contains(v),
-                    "event content {v:?} is a label value"
-                );
+                assert!(!label_values.contains(v), "event content {v:?} is a label value");
             }
         }
     }
@@ -522,11 +481,7 @@ fn alert_names() -> BTreeSet<String> {
         .flat_map(|f| {
             read(f)
                 .lines()
-                .filter_map(|l| {
-                    l.trim()
-                        .strip_prefix("- alert:")
-                        .map(|n| n.trim().to_owned())
-                })
+                .filter_map(|l| l.trim().strip_prefix("- alert:").map(|n| n.trim().to_owned()))
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -616,16 +571,10 @@ fn alert_rules_pass_promtool_and_every_alert_is_tested_both_ways() {
     for alert in &alerts {
         let (fires, silent) = cases.get(alert).copied().unwrap_or_default();
         assert!(fires, "{alert}: no promtool test case where it fires");
-        assert!(
-            silent,
-            "{alert}: no promtool test case where it stays silent"
-        );
+        assert!(silent, "{alert}: no promtool test case where it stays silent");
     }
     let unknown: Vec<_> = cases.keys().filter(|a| !alerts.contains(*a)).collect();
-    assert!(
-        unknown.is_empty(),
-        "tests for alerts that do not exist: {unknown:?}"
-    );
+    assert!(unknown.is_empty(), "tests for alerts that do not exist: {unknown:?}");
 
     let runbooks = anchors(&read(&repo("docs/OPERATIONS.md")));
     for alert in &alerts {
@@ -700,10 +649,7 @@ fn dashboard_queries() -> Vec<DashboardQuery> {
             if var["type"] != "query" {
                 continue;
             }
-            let q = var["query"]["query"]
-                .as_str()
-                .or(var["query"].as_str())
-                .unwrap();
+            let q = var["query"]["query"].as_str().or(var["query"].as_str()).unwrap();
             let inner = q
                 .strip_prefix("label_values(")
                 .and_then(|r| r.strip_suffix(')'))
@@ -737,9 +683,8 @@ fn dashboards_use_a_datasource_variable_and_only_emitted_metrics() {
     for (file, d) in &boards {
         let vars = d["templating"]["list"].as_array().unwrap();
         assert!(
-            vars.iter().any(|v| v["type"] == "datasource"
-                && v["name"] == "datasource"
-                && v["query"] == "prometheus"),
+            vars.iter()
+                .any(|v| v["type"] == "datasource" && v["name"] == "datasource" && v["query"] == "prometheus"),
             "{file}: no `datasource` variable"
         );
         let text = d["panels"].to_string();
@@ -797,9 +742,7 @@ impl Prometheus {
             .replace("127.0.0.1:8080", target)
             .replace(
                 "rules/*.yml",
-                &repo("monitoring/prometheus/rules/*.yml")
-                    .display()
-                    .to_string(),
+                &repo("monitoring/prometheus/rules/*.yml").display().to_string(),
             );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -807,10 +750,7 @@ impl Prometheus {
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--log.level=warn")
             .stdout(Stdio::null())
@@ -848,10 +788,7 @@ impl Prometheus {
         }
         match resp["data"]["resultType"].as_str() {
             Some("scalar") | Some("string") => Ok(vec![resp["data"]["result"].clone()]),
-            _ => Ok(resp["data"]["result"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()),
+            _ => Ok(resp["data"]["result"].as_array().cloned().unwrap_or_default()),
         }
     }
 
@@ -876,12 +813,7 @@ fn http_ok(url: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(
-        s,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
+    if write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").is_err() {
         return false;
     }
     let mut buf = String::new();
@@ -905,10 +837,7 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
         .await
         .map_or(true, |r| r.is_empty())
     {
-        assert!(
-            Instant::now() < deadline,
-            "prometheus never scraped auditflow"
-        );
+        assert!(Instant::now() < deadline, "prometheus never scraped auditflow");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -920,13 +849,7 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
     );
     post_auth_failures(&server).await;
     for marker in ["trap_me", "hang_me"] {
-        let resp = post(
-            &base(&server),
-            marker_event(marker).to_string(),
-            Some(TOKEN),
-            None,
-        )
-        .await;
+        let resp = post(&base(&server), marker_event(marker).to_string(), Some(TOKEN), None).await;
         assert_eq!(resp.status().as_u16(), 200, "{marker}");
     }
     // A store outage: ingest and readiness answer 503 until the table is back.
@@ -955,9 +878,7 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let seen = prom.scalar("sum(auditflow_ingest_events_total)").await;
-        let outage = prom
-            .scalar("sum(auditflow_store_commit_errors_total)")
-            .await;
+        let outage = prom.scalar("sum(auditflow_store_commit_errors_total)").await;
         if seen >= expected && outage >= 1.0 {
             break;
         }
@@ -993,18 +914,11 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
     // Every dashboard query returns data.
     let mut failures = Vec::new();
     let queries = dashboard_queries();
-    assert!(
-        queries.len() >= 30,
-        "only {} dashboard queries",
-        queries.len()
-    );
+    assert!(queries.len() >= 30, "only {} dashboard queries", queries.len());
     for q in &queries {
         match prom.query(&q.expr).await {
             Ok(result) if !result.is_empty() => {}
-            Ok(_) => failures.push(format!(
-                "{} / {}: no data: {}",
-                q.dashboard, q.title, q.expr
-            )),
+            Ok(_) => failures.push(format!("{} / {}: no data: {}", q.dashboard, q.title, q.expr)),
             Err(e) => failures.push(format!("{} / {}: {e}: {}", q.dashboard, q.title, q.expr)),
         }
     }
@@ -1027,20 +941,15 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
             .iter()
             .flat_map(|g| g["rules"].as_array().unwrap().clone())
             .collect();
-        let evaluated = rules.iter().all(|r| {
-            r["lastEvaluation"]
-                .as_str()
-                .is_some_and(|t| !t.starts_with("0001"))
-        });
+        let evaluated = rules
+            .iter()
+            .all(|r| r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001")));
         if evaluated || Instant::now() > deadline {
             break rules;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let loaded: BTreeSet<String> = rules
-        .iter()
-        .map(|r| r["name"].as_str().unwrap().to_owned())
-        .collect();
+    let loaded: BTreeSet<String> = rules.iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect();
     assert_eq!(
         loaded, alerts,
         "Prometheus loaded other alerts than the rule files name"
@@ -1050,9 +959,7 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
         assert_eq!(rule["health"], "ok", "{name}: {}", rule["lastError"]);
         for key in ["summary", "description", "runbook_url"] {
             assert!(
-                rule["annotations"][key]
-                    .as_str()
-                    .is_some_and(|s| !s.is_empty()),
+                rule["annotations"][key].as_str().is_some_and(|s| !s.is_empty()),
                 "{name}: no {key}"
             );
         }
@@ -1070,11 +977,7 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
             failures.push(format!("{name}: {e}: {expr}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "rule expressions failed:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "rule expressions failed:\n{}", failures.join("\n"));
     // The load quarantined events and trapped a plugin: those alerts are firing or pending.
     let active: BTreeSet<&str> = rules
         .iter()
@@ -1123,11 +1026,7 @@ async fn ready_is_503_while_the_store_is_unreachable_and_200_after() {
     assert_eq!(status, 200, "{body}");
     let resp = post(
         &base(&server),
-        format!(
-            "{}\n{}",
-            marker_event("tool_invoke"),
-            marker_event("drop_me")
-        ),
+        format!("{}\n{}", marker_event("tool_invoke"), marker_event("drop_me")),
         Some(TOKEN),
         None,
     )
@@ -1165,10 +1064,7 @@ async fn ready_is_503_while_draining_on_shutdown() {
         if status == 503 {
             break body;
         }
-        assert!(
-            Instant::now() < deadline,
-            "ready never turned 503 after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "ready never turned 503 after SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(body["status"], "draining");
@@ -1218,12 +1114,7 @@ async fn metrics_listen_moves_metrics_off_the_ingest_listener() {
             .starts_with("text/plain; version=0.0.4")
     );
     assert!(resp.text().await.unwrap().contains("auditflow_build_info"));
-    assert_eq!(
-        get_json(&format!("http://{metrics_addr}/health/ready"))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(get_json(&format!("http://{metrics_addr}/health/ready")).await.0, 200);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1236,13 +1127,7 @@ async fn request_id_is_echoed_and_in_every_log_line_of_its_request() {
     let server = start_with_args(&pipeline_config(""), &["--log-format", "json"]);
     // A trapping event makes the pipeline log inside the request.
     let trap = marker_event("trap_me");
-    let resp = post(
-        &base(&server),
-        trap.to_string(),
-        Some(TOKEN),
-        Some("gw-req-0001"),
-    )
-    .await;
+    let resp = post(&base(&server), trap.to_string(), Some(TOKEN), Some("gw-req-0001")).await;
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers()["x-request-id"], "gw-req-0001");
     // A refused request is logged too.
@@ -1274,20 +1159,11 @@ async fn request_id_is_echoed_and_in_every_log_line_of_its_request() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let lines: Vec<Value> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let lines: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert!(!lines.is_empty(), "no JSON log lines:\n{log}");
     let trap_id = trap["event_id"].as_str().unwrap();
-    let of_trap: Vec<&Value> = lines
-        .iter()
-        .filter(|l| l.to_string().contains(trap_id))
-        .collect();
-    assert!(
-        !of_trap.is_empty(),
-        "no log line about the trapped event:\n{log}"
-    );
+    let of_trap: Vec<&Value> = lines.iter().filter(|l| l.to_string().contains(trap_id)).collect();
+    assert!(!of_trap.is_empty(), "no log line about the trapped event:\n{log}");
     for line in &of_trap {
         assert_eq!(
             line["span"]["request_id"], "gw-req-0001",
@@ -1300,10 +1176,7 @@ async fn request_id_is_echoed_and_in_every_log_line_of_its_request() {
             .any(|l| l["span"]["request_id"] == "gw-req-0002" && l["status"] == 401),
         "no log line for the refused request:\n{log}"
     );
-    assert!(
-        !log.contains("marker-actor@example.com"),
-        "event contents in the log"
-    );
+    assert!(!log.contains("marker-actor@example.com"), "event contents in the log");
     assert!(
         !log.contains("alice@example.com says hi"),
         "an unsafe request id was logged"
@@ -1342,10 +1215,7 @@ async fn otlp_export_sends_request_spans_to_the_collector() {
             let _ = tx.send((request_line.trim().to_owned(), content_type, body.len()));
         }
     });
-    let config = format!(
-        "{}\n[telemetry]\notlp_endpoint = \"{endpoint}\"\n",
-        quickstart_config()
-    );
+    let config = format!("{}\n[telemetry]\notlp_endpoint = \"{endpoint}\"\n", quickstart_config());
     let mut server = TestServer::start(&config);
     let resp = post(
         &base(&server),

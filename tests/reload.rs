@@ -44,14 +44,21 @@ fn events(n: usize, tag: &str) -> Vec<Value> {
 }
 
 fn signal(server: &TestServer, sig: &str) {
-    let status = std::process::Command::new("kill").args(["-s", sig, &server.child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-s", sig, &server.child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
 async fn wait_for_log(server: &TestServer, needle: &str, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.log().matches(needle).count() < count {
-        assert!(Instant::now() < deadline, "log never showed {needle:?}:\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "log never showed {needle:?}:\n{}",
+            server.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -61,7 +68,13 @@ async fn steady_load(url: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<HashSe
     let client = http();
     let mut refused = 0;
     while !stop.load(Ordering::Relaxed) {
-        let resp = match client.post(&url).bearer_auth(TOKEN).json(&events(20, "load")).send().await {
+        let resp = match client
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .json(&events(20, "load"))
+            .send()
+            .await
+        {
             Ok(r) => r,
             Err(_) => {
                 refused += 1;
@@ -97,14 +110,26 @@ async fn sighup_swaps_the_pipeline_under_load_without_losing_events() {
     std::fs::write(&server.config_path, config("mask")).unwrap();
     signal(&server, "HUP");
     wait_for_log(&server, "reload: new pipeline in service", 1).await;
-    let resp = http().post(server.url("/v1/events")).bearer_auth(TOKEN).json(&events(2, "after_reload")).send().await.unwrap();
+    let resp = http()
+        .post(server.url("/v1/events"))
+        .bearer_auth(TOKEN)
+        .json(&events(2, "after_reload"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 
     // An invalid config is refused and logged; the last good pipeline keeps serving.
     std::fs::write(&server.config_path, config("mask").replace("fields =", "feilds =")).unwrap();
     signal(&server, "HUP");
     wait_for_log(&server, "reload refused", 1).await;
-    let resp = http().post(server.url("/v1/events")).bearer_auth(TOKEN).json(&events(2, "after_bad_reload")).send().await.unwrap();
+    let resp = http()
+        .post(server.url("/v1/events"))
+        .bearer_auth(TOKEN)
+        .json(&events(2, "after_bad_reload"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -114,14 +139,24 @@ async fn sighup_swaps_the_pipeline_under_load_without_losing_events() {
     }
 
     let rows = stored_rows(&server);
-    let stored: HashSet<String> = rows.iter().map(|r| r["event_id"].as_str().unwrap().to_owned()).collect();
+    let stored: HashSet<String> = rows
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_owned())
+        .collect();
     let acked = acked.lock().await;
     assert!(acked.len() > 100, "too little load: {}", acked.len());
     assert!(acked.is_subset(&stored), "an acknowledged event is missing");
     for r in rows.iter().filter(|r| r["event_type"] != "load") {
-        assert!(r["actor"]["id"].as_str().unwrap().starts_with("[REDACTED:"), "reloaded config not in effect: {r}");
+        assert!(
+            r["actor"]["id"].as_str().unwrap().starts_with("[REDACTED:"),
+            "reloaded config not in effect: {r}"
+        );
     }
-    assert!(rows.iter().any(|r| r["actor"]["id"].as_str().unwrap().starts_with("[HASH:")), "no event before the reload?");
+    assert!(
+        rows.iter()
+            .any(|r| r["actor"]["id"].as_str().unwrap().starts_with("[HASH:")),
+        "no event before the reload?"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -131,14 +166,36 @@ async fn admin_reload_command_swaps_the_pipeline_and_needs_the_token() {
     let server = TestServer::start_in(dir, &config("hash"));
     std::fs::write(&server.config_path, config("mask")).unwrap();
     let url = server.url("");
-    let (ok, out, err) = cli(&["reload", "--config", server.config_path.to_str().unwrap(), "--url", &url]);
+    let (ok, out, err) = cli(&[
+        "reload",
+        "--config",
+        server.config_path.to_str().unwrap(),
+        "--url",
+        &url,
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("reloaded: redact"), "{out}");
-    let resp = http().post(server.url("/v1/events")).bearer_auth(TOKEN).json(&events(1, "x")).send().await.unwrap();
+    let resp = http()
+        .post(server.url("/v1/events"))
+        .bearer_auth(TOKEN)
+        .json(&events(1, "x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    assert!(stored_rows(&server)[0]["actor"]["id"].as_str().unwrap().starts_with("[REDACTED:"));
+    assert!(
+        stored_rows(&server)[0]["actor"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("[REDACTED:")
+    );
 
-    let resp = http().post(server.url("/admin/reload")).bearer_auth("wrong").send().await.unwrap();
+    let resp = http()
+        .post(server.url("/admin/reload"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
 }
 
@@ -158,14 +215,28 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
         let s = server.child.wait().unwrap();
         (s, server)
     });
-    let (exit, server) = tokio::time::timeout(Duration::from_secs(30), status).await.unwrap().unwrap();
-    assert!(exit.success(), "auditflow did not exit cleanly: {exit:?}\n{}", server.log());
+    let (exit, server) = tokio::time::timeout(Duration::from_secs(30), status)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        exit.success(),
+        "auditflow did not exit cleanly: {exit:?}\n{}",
+        server.log()
+    );
     stop.store(true, Ordering::Relaxed);
     for l in loaders {
         l.await.unwrap();
     }
-    let stored: HashSet<String> = stored_rows(&server).iter().map(|r| r["event_id"].as_str().unwrap().to_owned()).collect();
+    let stored: HashSet<String> = stored_rows(&server)
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_owned())
+        .collect();
     let acked = acked.lock().await;
     assert!(acked.len() > 100, "too little load: {}", acked.len());
-    assert!(acked.is_subset(&stored), "{} acknowledged events missing", acked.difference(&stored).count());
+    assert!(
+        acked.is_subset(&stored),
+        "{} acknowledged events missing",
+        acked.difference(&stored).count()
+    );
 }

@@ -97,10 +97,24 @@ async fn each_hostile_plugin_only_costs_its_poison_event() {
         let rows = stored_rows(&server);
         assert_eq!(rows.len(), 9, "{mode}");
         assert!(rows.iter().all(|r| r["event_type"] == "tool_invoke"), "{mode}");
-        assert!(rows.iter().all(|r| r["metadata"].get("escaped").is_none()), "{mode}: plugin escaped the sandbox");
+        assert!(
+            rows.iter().all(|r| r["metadata"].get("escaped").is_none()),
+            "{mode}: plugin escaped the sandbox"
+        );
         // The stage's metrics count the failure.
-        let metrics = http().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        let errors = sample(&metrics, "auditflow_stage_events_total", &["stage=\"hostile\"", "outcome=\"error\""]);
+        let metrics = http()
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let errors = sample(
+            &metrics,
+            "auditflow_stage_events_total",
+            &["stage=\"hostile\"", "outcome=\"error\""],
+        );
         assert!(errors >= 1.0, "{mode}: stage errors not counted");
         if let Some(kind) = match mode {
             "loop" => Some("timeout"),
@@ -108,7 +122,11 @@ async fn each_hostile_plugin_only_costs_its_poison_event() {
             "wrong_count" | "bad_json" => Some("contract"),
             _ => None,
         } {
-            let failures = sample(&metrics, "auditflow_stage_call_failures_total", &["stage=\"hostile\"", &format!("kind=\"{kind}\"")]);
+            let failures = sample(
+                &metrics,
+                "auditflow_stage_call_failures_total",
+                &["stage=\"hostile\"", &format!("kind=\"{kind}\"")],
+            );
             assert!(failures >= 1.0, "{mode}: {kind} not counted");
         }
         still_serving(&server).await;
@@ -132,7 +150,10 @@ async fn trapping_redactor_fails_closed() {
     let server = TestServer::start(&config("trap", "redaction", "on_error = \"reject\""));
     let (status, ack) = post(&server, &batch(10, 4)).await;
     assert_eq!(status, 500, "{ack}");
-    assert!(!ack.to_string().contains("example.com"), "error leaked event contents: {ack}");
+    assert!(
+        !ack.to_string().contains("example.com"),
+        "error leaked event contents: {ack}"
+    );
     assert_eq!(stored_rows(&server).len(), 0);
     assert!(!server.log().contains("user4@example.com"), "log leaked event contents");
     still_serving(&server).await;
@@ -142,7 +163,10 @@ async fn trapping_redactor_fails_closed() {
     // sink ever sees the unredacted events.
     let receiver = siem::Receiver::ndjson("").await;
     let with_sink = config("trap", "redaction", "on_error = \"drop\"")
-        + &format!("\n[[sinks]]\nname = \"lake\"\ntype = \"http\"\nendpoint = \"{}/ingest\"\n", receiver.base);
+        + &format!(
+            "\n[[sinks]]\nname = \"lake\"\ntype = \"http\"\nendpoint = \"{}/ingest\"\n",
+            receiver.base
+        );
     let server = TestServer::start(&with_sink);
     let (status, ack) = post(&server, &batch(10, 4)).await;
     assert_eq!(status, 200, "{ack}");
@@ -152,12 +176,23 @@ async fn trapping_redactor_fails_closed() {
     assert!(!all.contains("@example.com"), "unredacted data stored: {all}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while receiver.distinct_ids().len() < 9 {
-        assert!(Instant::now() < deadline, "the sink never received the stored events:\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "the sink never received the stored events:\n{}",
+            server.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let forwarded = serde_json::to_string(&receiver.accepted()).unwrap();
-    assert_eq!(receiver.distinct_ids().len(), 9, "the sink received an event that was not stored");
-    assert!(!forwarded.contains("@example.com"), "unredacted data reached the sink: {forwarded}");
+    assert_eq!(
+        receiver.distinct_ids().len(),
+        9,
+        "the sink received an event that was not stored"
+    );
+    assert!(
+        !forwarded.contains("@example.com"),
+        "unredacted data reached the sink: {forwarded}"
+    );
 }
 
 /// The `quarantine` policy stores a record (event id, stage, error — no payload) instead of
@@ -178,7 +213,10 @@ async fn quarantine_policy_records_the_poison_event_without_its_payload() {
     assert_eq!(stored_rows(&server).len(), 9);
     let (ok, out, err) = cli(&["quarantine", "--config", server.config_path.to_str().unwrap()]);
     assert!(ok, "{err}");
-    assert!(out.contains(&poison_id) && out.contains("hostile") && out.contains("(1 records)"), "{out}");
+    assert!(
+        out.contains(&poison_id) && out.contains("hostile") && out.contains("(1 records)"),
+        "{out}"
+    );
     assert!(!out.contains("example.com"), "quarantine kept the payload: {out}");
     // A resend quarantines nothing twice.
     let (status, _) = post(&server, &events).await;
@@ -220,5 +258,8 @@ fn plugin_for_another_major_version_is_refused() {
     std::fs::write(&path, format!("[[stages]]\nname = \"v2\"\nplugin = {plugin:?}\n")).unwrap();
     let (ok, _, err) = cli(&["validate", "--config", path.to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains("auditflow:plugin@2.0.0") && err.contains("auditflow:plugin@1.0.0"), "{err}");
+    assert!(
+        err.contains("auditflow:plugin@2.0.0") && err.contains("auditflow:plugin@1.0.0"),
+        "{err}"
+    );
 }

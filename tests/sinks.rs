@@ -131,24 +131,52 @@ impl Auditflow {
     }
 
     async fn health(&self) -> Value {
-        http().get(self.url("/health/detailed")).send().await.unwrap().json().await.unwrap()
+        http()
+            .get(self.url("/health/detailed"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     async fn sink_health(&self, name: &str) -> Value {
         let h = self.health().await;
-        h["sinks"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap_or(Value::Null)
+        h["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
     }
 
     async fn metrics(&self) -> String {
-        http().get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+        http()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Run the CLI against this server's config.
     fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let mut full: Vec<&str> = args.to_vec();
         full.extend(["--config", self.config_path.to_str().unwrap()]);
-        let out = Command::new(BIN).args(&full).envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = Command::new(BIN)
+            .args(&full)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 }
 
@@ -196,7 +224,15 @@ fn synthetic(n: usize, tag: &str) -> Vec<String> {
 }
 
 fn ids_of(lines: &[String]) -> Vec<String> {
-    lines.iter().map(|l| serde_json::from_str::<Value>(l).unwrap()["event_id"].as_str().unwrap().to_owned()).collect()
+    lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
 }
 
 /// Wait until `ok` holds, or fail with `what` and the server's log.
@@ -214,14 +250,20 @@ async fn wait_until(server: &Auditflow, within: Duration, what: &str, mut ok: im
 /// The value of the sample `name{labels}` (labels as written, e.g. `sink="splunk"`).
 fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
     let prefix = format!("{name}{{{labels}}} ");
-    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 // ---------------------------------------------------------------------------------------------
 // 10 000 events, every sink, the vendors' formats
 
 fn dev_lines() -> Vec<String> {
-    std::fs::read_to_string(shared_data("events-dev.ndjson")).unwrap().lines().map(str::to_owned).collect()
+    std::fs::read_to_string(shared_data("events-dev.ndjson"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Labeled PII per dev-set event id.
@@ -231,7 +273,12 @@ fn dev_pii() -> HashMap<String, Vec<String>> {
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
-            let pii = v["pii"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_owned()).collect();
+            let pii = v["pii"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_owned())
+                .collect();
             (v["event_id"].as_str().unwrap().to_owned(), pii)
         })
         .collect()
@@ -246,7 +293,11 @@ fn assert_no_pii(receiver: &Receiver, copies: &HashMap<String, String>, pii: &Ha
         let text = doc.to_string();
         for value in pii.get(original).into_iter().flatten() {
             let escaped = serde_json::to_string(value).unwrap();
-            assert!(!text.contains(&escaped[1..escaped.len() - 1]), "labeled PII of event {original} reached {:?}", receiver.shared.kind);
+            assert!(
+                !text.contains(&escaped[1..escaped.len() - 1]),
+                "labeled PII of event {original} reached {:?}",
+                receiver.shared.kind
+            );
             checked += 1;
         }
     }
@@ -290,7 +341,11 @@ fn documented_sink_families() -> BTreeMap<String, (String, BTreeSet<String>)> {
         .filter(|l| l.starts_with("| `auditflow_sink_"))
         .map(|row| {
             let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
-            let labels = cells[3].split(',').map(|l| l.trim().trim_matches('`').to_owned()).filter(|l| !l.is_empty()).collect();
+            let labels = cells[3]
+                .split(',')
+                .map(|l| l.trim().trim_matches('`').to_owned())
+                .filter(|l| !l.is_empty())
+                .collect();
             (cells[0].trim_matches('`').to_owned(), (cells[1].to_owned(), labels))
         })
         .collect()
@@ -314,7 +369,12 @@ async fn ten_thousand_events_reach_every_sink_in_the_vendors_format() {
             "\n[[sinks]]\nname = \"lake\"\ntype = \"http\"\nendpoint = \"{}/ingest\"\ntoken = {{ file = \"lake.token\" }}\nformatter = \"format-ocsf\"\n[sinks.formatter_config]\nproduct_version = \"e2e\"\n",
             lake.base
         );
-    let server = Auditflow::start(dir.path(), &config, &[("SPLUNK_HEC_TOKEN", HEC_TOKEN), ("DD_API_KEY", DD_KEY)]).await;
+    let server = Auditflow::start(
+        dir.path(),
+        &config,
+        &[("SPLUNK_HEC_TOKEN", HEC_TOKEN), ("DD_API_KEY", DD_KEY)],
+    )
+    .await;
 
     // The dev set twice: once as is, once under new event ids.
     let dev = dev_lines();
@@ -332,34 +392,66 @@ async fn ten_thousand_events_reach_every_sink_in_the_vendors_format() {
     server.post(&lines).await;
 
     for r in [&hec, &dd, &lake] {
-        wait_until(&server, Duration::from_secs(150), &format!("{:?} to receive all 10 000 events", r.shared.kind), async || {
-            r.distinct_ids().len() >= 10_000
-        })
+        wait_until(
+            &server,
+            Duration::from_secs(150),
+            &format!("{:?} to receive all 10 000 events", r.shared.kind),
+            async || r.distinct_ids().len() >= 10_000,
+        )
         .await;
-        assert_eq!(r.distinct_ids(), all, "{:?} got other events than were stored", r.shared.kind);
-        assert!(r.violations().is_empty(), "{:?} protocol violations: {:?}", r.shared.kind, r.violations());
+        assert_eq!(
+            r.distinct_ids(),
+            all,
+            "{:?} got other events than were stored",
+            r.shared.kind
+        );
+        assert!(
+            r.violations().is_empty(),
+            "{:?} protocol violations: {:?}",
+            r.shared.kind,
+            r.violations()
+        );
         for req in r.requests() {
             assert!(req.gzip, "{:?} request not gzipped", r.shared.kind);
-            assert!((200..300).contains(&req.status), "{:?} answered {}", r.shared.kind, req.status);
+            assert!(
+                (200..300).contains(&req.status),
+                "{:?} answered {}",
+                r.shared.kind,
+                req.status
+            );
         }
     }
 
     // Splunk HEC: stacked envelopes (the receiver refuses arrays), within 1 MB, the envelope
     // keys, epoch-seconds time, flat indexed fields with the event id.
     for req in hec.requests() {
-        assert!(req.raw_bytes <= siem::HEC_MAX_CONTENT_LENGTH, "HEC body of {} bytes", req.raw_bytes);
+        assert!(
+            req.raw_bytes <= siem::HEC_MAX_CONTENT_LENGTH,
+            "HEC body of {} bytes",
+            req.raw_bytes
+        );
     }
-    assert!(hec.requests().len() >= 10, "10 000 envelopes should need several 1 MB requests");
+    assert!(
+        hec.requests().len() >= 10,
+        "10 000 envelopes should need several 1 MB requests"
+    );
     for env in hec.accepted() {
         let keys: BTreeSet<&str> = env.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, BTreeSet::from(["time", "source", "sourcetype", "index", "event", "fields"]), "{env}");
+        assert_eq!(
+            keys,
+            BTreeSet::from(["time", "source", "sourcetype", "index", "event", "fields"]),
+            "{env}"
+        );
         assert_eq!(env["sourcetype"], "auditflow:event");
         assert_eq!(env["source"], "auditflow");
         assert_eq!(env["index"], "main");
         assert_eq!(env["fields"]["event_id"], env["event"]["event_id"]);
         let event_time = chrono::DateTime::parse_from_rfc3339(env["event"]["timestamp"].as_str().unwrap()).unwrap();
         let time = env["time"].as_f64().unwrap();
-        assert!((time - event_time.timestamp_micros() as f64 / 1e6).abs() < 1e-3, "{env}");
+        assert!(
+            (time - event_time.timestamp_micros() as f64 / 1e6).abs() < 1e-3,
+            "{env}"
+        );
         assert!(env["fields"].as_object().unwrap().values().all(Value::is_string));
         // Redaction ran before forwarding: the actor is pseudonymised, enrichment stamped.
         assert_eq!(env["event"]["metadata"]["pipeline"]["name"], "quickstart");
@@ -368,10 +460,22 @@ async fn ten_thousand_events_reach_every_sink_in_the_vendors_format() {
     // Datadog: arrays of at most 1000 items and 5 MB, the reserved attributes, the original
     // time kept as an attribute.
     for req in dd.requests() {
-        assert!(req.events <= siem::DD_MAX_ITEMS && req.raw_bytes <= siem::DD_MAX_BYTES, "{req:?}");
+        assert!(
+            req.events <= siem::DD_MAX_ITEMS && req.raw_bytes <= siem::DD_MAX_BYTES,
+            "{req:?}"
+        );
     }
     for item in dd.accepted() {
-        for key in ["message", "ddsource", "ddtags", "hostname", "service", "status", "event_time", "event_id"] {
+        for key in [
+            "message",
+            "ddsource",
+            "ddtags",
+            "hostname",
+            "service",
+            "status",
+            "event_time",
+            "event_id",
+        ] {
             assert!(item[key].is_string(), "Datadog item without {key}: {item}");
         }
         assert_eq!(item["ddsource"], "auditflow");
@@ -418,13 +522,26 @@ async fn ten_thousand_events_reach_every_sink_in_the_vendors_format() {
     for sink in ["splunk", "datadog", "lake"] {
         let sent = metric(&text, "auditflow_sink_events_sent_total", &format!("sink=\"{sink}\"")).unwrap();
         assert!(sent >= 10_000.0, "{sink}: {sent}");
-        assert_eq!(metric(&text, "auditflow_sink_backlog_events", &format!("sink=\"{sink}\"")), Some(0.0));
-        assert_eq!(metric(&text, "auditflow_sink_active", &format!("sink=\"{sink}\"")), Some(1.0));
+        assert_eq!(
+            metric(&text, "auditflow_sink_backlog_events", &format!("sink=\"{sink}\"")),
+            Some(0.0)
+        );
+        assert_eq!(
+            metric(&text, "auditflow_sink_active", &format!("sink=\"{sink}\"")),
+            Some(1.0)
+        );
     }
-    assert_eq!(sink_families(&text), documented_sink_families(), "sink metrics: /metrics (left) vs docs/METRICS.md (right)");
+    assert_eq!(
+        sink_families(&text),
+        documented_sink_families(),
+        "sink metrics: /metrics (left) vs docs/METRICS.md (right)"
+    );
     // A clean run logs no sink warnings; logs name sinks and ids, never contents.
     let log = server.log();
-    let warnings: Vec<&str> = log.lines().filter(|l| (l.contains("WARN") || l.contains("ERROR")) && l.contains("sink")).collect();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| (l.contains("WARN") || l.contains("ERROR")) && l.contains("sink"))
+        .collect();
     assert!(warnings.is_empty(), "{warnings:#?}");
     for value in pii.values().flatten().take(2000) {
         assert!(!log.contains(value.as_str()), "the log carries labeled PII");
@@ -440,7 +557,10 @@ async fn outage_and_throttling_lose_nothing_and_respect_backoff() {
     const OPEN: Duration = Duration::from_secs(3);
     const RETRY_AFTER: u64 = 4;
     let hec = Receiver::hec(HEC_TOKEN, false).await;
-    hec.set_mode(Mode::Fail { status: 503, retry_after: None });
+    hec.set_mode(Mode::Fail {
+        status: 503,
+        retry_after: None,
+    });
     let dir = tempfile::tempdir().unwrap();
     write_token(dir.path(), "hec.token", HEC_TOKEN);
     let config = base_config("sqlite://events.db")
@@ -467,47 +587,93 @@ async fn outage_and_throttling_lose_nothing_and_respect_backoff() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let text = server.metrics().await;
-    assert!(saw_open && saw_retrying, "the breaker never showed open during the outage");
-    assert_eq!(metric(&text, "auditflow_sink_backlog_events", "sink=\"splunk\""), Some(2000.0));
+    assert!(
+        saw_open && saw_retrying,
+        "the breaker never showed open during the outage"
+    );
+    assert_eq!(
+        metric(&text, "auditflow_sink_backlog_events", "sink=\"splunk\""),
+        Some(2000.0)
+    );
     assert!(metric(&text, "auditflow_sink_retries_total", "sink=\"splunk\"").unwrap() >= THRESHOLD as f64);
-    assert!(metric(&text, "auditflow_sink_requests_total", "sink=\"splunk\",status_class=\"5xx\"").unwrap() >= 1.0);
+    assert!(
+        metric(
+            &text,
+            "auditflow_sink_requests_total",
+            "sink=\"splunk\",status_class=\"5xx\""
+        )
+        .unwrap()
+            >= 1.0
+    );
 
     // 429 with Retry-After.
-    hec.set_mode(Mode::Fail { status: 429, retry_after: Some(RETRY_AFTER) });
+    hec.set_mode(Mode::Fail {
+        status: 429,
+        retry_after: Some(RETRY_AFTER),
+    });
     let throttle_start = Instant::now();
     tokio::time::sleep(Duration::from_secs(9)).await;
     hec.set_mode(Mode::Accept);
-    wait_until(&server, Duration::from_secs(60), "the backlog to drain", async || hec.distinct_ids().len() >= 2000).await;
-    wait_until(&server, Duration::from_secs(10), "health to show the sink recovered", async || {
-        let s = server.sink_health("splunk").await;
-        s["breaker"] == "closed" && s["backlog"] == 0 && s["state"] == "forwarding"
+    wait_until(&server, Duration::from_secs(60), "the backlog to drain", async || {
+        hec.distinct_ids().len() >= 2000
     })
+    .await;
+    wait_until(
+        &server,
+        Duration::from_secs(10),
+        "health to show the sink recovered",
+        async || {
+            let s = server.sink_health("splunk").await;
+            s["breaker"] == "closed" && s["backlog"] == 0 && s["state"] == "forwarding"
+        },
+    )
     .await;
 
     assert_eq!(hec.distinct_ids(), ids, "events lost or foreign events delivered");
-    assert_eq!(hec.accepted_ids().len(), 2000, "a failed request must not leave partial deliveries behind");
+    assert_eq!(
+        hec.accepted_ids().len(),
+        2000,
+        "a failed request must not leave partial deliveries behind"
+    );
 
     // Backoff and breaker bound the requests of the outage: `THRESHOLD` failures open the
     // breaker, then at most one probe per `OPEN`.
     let requests = hec.requests();
     let outage: Vec<_> = requests.iter().filter(|r| r.status == 503).collect();
     let allowed = THRESHOLD + OUTAGE.as_secs().div_ceil(OPEN.as_secs()) + 2;
-    assert!(outage.len() as u64 <= allowed, "{} requests during the outage, backoff allows {allowed}", outage.len());
-    assert!(outage.len() as u64 > THRESHOLD, "the breaker never probed: {} requests", outage.len());
+    assert!(
+        outage.len() as u64 <= allowed,
+        "{} requests during the outage, backoff allows {allowed}",
+        outage.len()
+    );
+    assert!(
+        outage.len() as u64 > THRESHOLD,
+        "the breaker never probed: {} requests",
+        outage.len()
+    );
     // Each answer with Retry-After is followed by a pause of at least that long.
     let throttled: Vec<usize> = (0..requests.len()).filter(|&i| requests[i].status == 429).collect();
     assert!(!throttled.is_empty(), "no request during the throttling phase");
     for &i in &throttled {
         if let Some(next) = requests.get(i + 1) {
             let gap = next.at.duration_since(requests[i].at);
-            assert!(gap >= Duration::from_secs(RETRY_AFTER) - Duration::from_millis(50), "Retry-After not honoured: next request after {gap:?}");
+            assert!(
+                gap >= Duration::from_secs(RETRY_AFTER) - Duration::from_millis(50),
+                "Retry-After not honoured: next request after {gap:?}"
+            );
         }
     }
     assert!(requests.iter().all(|r| r.at >= outage_start));
     assert!(throttled.iter().all(|&i| requests[i].at >= throttle_start));
     let text = server.metrics().await;
-    assert_eq!(metric(&text, "auditflow_sink_breaker_state", "sink=\"splunk\""), Some(0.0));
-    assert_eq!(metric(&text, "auditflow_sink_backlog_events", "sink=\"splunk\""), Some(0.0));
+    assert_eq!(
+        metric(&text, "auditflow_sink_breaker_state", "sink=\"splunk\""),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&text, "auditflow_sink_backlog_events", "sink=\"splunk\""),
+        Some(0.0)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -518,7 +684,8 @@ async fn poison_event_is_dead_lettered_and_everything_else_delivered_once() {
     let hec = Receiver::hec(HEC_TOKEN, false).await;
     let dir = tempfile::tempdir().unwrap();
     write_token(dir.path(), "hec.token", HEC_TOKEN);
-    let config = base_config("sqlite://events.db") + &hec_sink(&hec.base, "[sinks.batch]\nmax_events = 200\nmax_wait_ms = 100\n");
+    let config = base_config("sqlite://events.db")
+        + &hec_sink(&hec.base, "[sinks.batch]\nmax_events = 200\nmax_wait_ms = 100\n");
     let server = Auditflow::start(dir.path(), &config, &[]).await;
     let lines = synthetic(600, "poison");
     let ids = ids_of(&lines);
@@ -527,24 +694,40 @@ async fn poison_event_is_dead_lettered_and_everything_else_delivered_once() {
     hec.poison(&poison);
     server.post(&lines).await;
 
-    wait_until(&server, Duration::from_secs(30), "599 events delivered", async || hec.distinct_ids().len() >= 599).await;
-    wait_until(&server, Duration::from_secs(10), "the cursor to pass the poison", async || {
-        server.sink_health("splunk").await["backlog"] == 0
+    wait_until(&server, Duration::from_secs(30), "599 events delivered", async || {
+        hec.distinct_ids().len() >= 599
     })
+    .await;
+    wait_until(
+        &server,
+        Duration::from_secs(10),
+        "the cursor to pass the poison",
+        async || server.sink_health("splunk").await["backlog"] == 0,
+    )
     .await;
     let delivered = hec.accepted_ids();
     assert!(!delivered.contains(&poison));
-    assert_eq!(delivered.len(), 599, "events accepted before the poison were sent again (duplicates)");
+    assert_eq!(
+        delivered.len(),
+        599,
+        "events accepted before the poison were sent again (duplicates)"
+    );
     let expected: HashSet<String> = ids.iter().filter(|id| **id != poison).cloned().collect();
     assert_eq!(hec.distinct_ids(), expected);
     assert!(hec.requests().iter().any(|r| r.status == 400));
 
     let (ok, out, err) = server.cli(&["dlq", "list"]);
     assert!(ok, "{err}");
-    assert!(out.contains(&poison) && out.contains("hec_code_6") && out.contains("splunk"), "{out}");
+    assert!(
+        out.contains(&poison) && out.contains("hec_code_6") && out.contains("splunk"),
+        "{out}"
+    );
     assert!(out.contains("(1 dead letters)"), "{out}");
     let text = server.metrics().await;
-    assert_eq!(metric(&text, "auditflow_sink_dead_letters_total", "sink=\"splunk\""), Some(1.0));
+    assert_eq!(
+        metric(&text, "auditflow_sink_dead_letters_total", "sink=\"splunk\""),
+        Some(1.0)
+    );
     assert_eq!(server.sink_health("splunk").await["dead_letters"], 1);
 
     // Once the destination takes it, `dlq replay` delivers it and it leaves the pending list.
@@ -570,10 +753,21 @@ async fn batches_refused_as_too_large_are_split() {
     let server = Auditflow::start(dir.path(), &config, &[]).await;
     let lines = synthetic(400, "split");
     server.post(&lines).await;
-    wait_until(&server, Duration::from_secs(30), "all 400 events", async || hec.distinct_ids().len() >= 400).await;
+    wait_until(&server, Duration::from_secs(30), "all 400 events", async || {
+        hec.distinct_ids().len() >= 400
+    })
+    .await;
     let requests = hec.requests();
-    assert!(requests.iter().any(|r| r.status == 413), "the receiver never refused a batch");
-    assert!(requests.iter().filter(|r| r.status == 200).all(|r| r.raw_bytes <= 20_000));
+    assert!(
+        requests.iter().any(|r| r.status == 413),
+        "the receiver never refused a batch"
+    );
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.status == 200)
+            .all(|r| r.raw_bytes <= 20_000)
+    );
     assert_eq!(hec.accepted_ids().len(), 400, "a split must not duplicate events");
     let (_, out, _) = server.cli(&["dlq", "list"]);
     assert!(out.contains("(0 dead letters)"), "{out}");
@@ -595,7 +789,13 @@ async fn refused_credentials_stop_the_sink_and_keep_the_events() {
         );
     let server = Auditflow::start(dir.path(), &config, &[]).await;
     server.post(&synthetic(300, "auth")).await;
-    wait_until(&server, Duration::from_secs(10), "the first (refused) request", async || !dd.requests().is_empty()).await;
+    wait_until(
+        &server,
+        Duration::from_secs(10),
+        "the first (refused) request",
+        async || !dd.requests().is_empty(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(dd.requests().len(), 1, "a refused key must stop the sink, not retry it");
     assert_eq!(dd.requests()[0].status, 403);
@@ -605,12 +805,24 @@ async fn refused_credentials_stop_the_sink_and_keep_the_events() {
     assert_eq!(s["backlog"], 300, "the events must be kept");
     let text = server.metrics().await;
     assert_eq!(metric(&text, "auditflow_sink_stopped", "sink=\"datadog\""), Some(1.0));
-    assert_eq!(metric(&text, "auditflow_sink_breaker_state", "sink=\"datadog\""), Some(2.0));
-    assert_eq!(metric(&text, "auditflow_sink_dead_letters_total", "sink=\"datadog\""), Some(0.0));
+    assert_eq!(
+        metric(&text, "auditflow_sink_breaker_state", "sink=\"datadog\""),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&text, "auditflow_sink_dead_letters_total", "sink=\"datadog\""),
+        Some(0.0)
+    );
 
     // The key is valid again (re-enabled at Datadog): the next probe resumes the sink.
     dd.set_secret("a-revoked-key");
-    wait_until(&server, Duration::from_secs(15), "delivery after the probe", async || dd.distinct_ids().len() >= 300).await;
+    wait_until(
+        &server,
+        Duration::from_secs(15),
+        "delivery after the probe",
+        async || dd.distinct_ids().len() >= 300,
+    )
+    .await;
     wait_until(&server, Duration::from_secs(5), "the sink to resume", async || {
         server.sink_health("datadog").await["state"] == "forwarding"
     })
@@ -641,16 +853,35 @@ async fn unacknowledged_batches_are_resent_and_the_cursor_waits_for_the_ack() {
     let server = Auditflow::start(dir.path(), &config, &[]).await;
     let lines = synthetic(1000, "ack");
     server.post(&lines).await;
-    wait_until(&server, Duration::from_secs(30), "all 1000 events acknowledged", async || hec.distinct_ids().len() >= 1000).await;
-    wait_until(&server, Duration::from_secs(5), "the cursor to follow the acks", async || {
-        server.sink_health("splunk").await["backlog"] == 0
-    })
+    wait_until(
+        &server,
+        Duration::from_secs(30),
+        "all 1000 events acknowledged",
+        async || hec.distinct_ids().len() >= 1000,
+    )
+    .await;
+    wait_until(
+        &server,
+        Duration::from_secs(5),
+        "the cursor to follow the acks",
+        async || server.sink_health("splunk").await["backlog"] == 0,
+    )
     .await;
     let requests = hec.requests();
-    assert!(requests.iter().all(|r| r.channel.as_deref() == Some(CHANNEL)), "a request without the channel GUID");
+    assert!(
+        requests.iter().all(|r| r.channel.as_deref() == Some(CHANNEL)),
+        "a request without the channel GUID"
+    );
     let accepted_requests = requests.iter().filter(|r| r.status == 200).count();
-    assert!(accepted_requests >= 6, "the unacknowledged batch was not resent ({accepted_requests} requests for 5 batches)");
-    assert_eq!(hec.accepted_ids().len(), 1000, "only acknowledged batches count as indexed");
+    assert!(
+        accepted_requests >= 6,
+        "the unacknowledged batch was not resent ({accepted_requests} requests for 5 batches)"
+    );
+    assert_eq!(
+        hec.accepted_ids().len(),
+        1000,
+        "only acknowledged batches count as indexed"
+    );
     assert!(hec.violations().is_empty(), "{:?}", hec.violations());
     let text = server.metrics().await;
     assert!(metric(&text, "auditflow_sink_retries_total", "sink=\"splunk\"").unwrap() >= 1.0);
@@ -667,7 +898,11 @@ async fn kill_9_mid_forwarding_loses_nothing_and_duplicates_at_most_a_batch_per_
     hec.set_delay(Duration::from_millis(250));
     let dir = tempfile::tempdir().unwrap();
     write_token(dir.path(), "hec.token", HEC_TOKEN);
-    let config = base_config("sqlite://events.db") + &hec_sink(&hec.base, &format!("[sinks.batch]\nmax_events = {BATCH}\nmax_wait_ms = 50\n"));
+    let config = base_config("sqlite://events.db")
+        + &hec_sink(
+            &hec.base,
+            &format!("[sinks.batch]\nmax_events = {BATCH}\nmax_wait_ms = 50\n"),
+        );
     let mut server = Auditflow::start(dir.path(), &config, &[]).await;
     let lines = synthetic(5000, "crash");
     let ids: HashSet<String> = ids_of(&lines).into_iter().collect();
@@ -675,17 +910,29 @@ async fn kill_9_mid_forwarding_loses_nothing_and_duplicates_at_most_a_batch_per_
 
     let mut crashes = 0;
     for threshold in [1200, 3200] {
-        wait_until(&server, Duration::from_secs(60), "forwarding to progress", async || hec.accepted_ids().len() >= threshold).await;
+        wait_until(&server, Duration::from_secs(60), "forwarding to progress", async || {
+            hec.accepted_ids().len() >= threshold
+        })
+        .await;
         assert!(hec.distinct_ids().len() < 5000, "forwarding finished before the crash");
         server.kill9();
         crashes += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
         server.spawn().await;
     }
-    wait_until(&server, Duration::from_secs(60), "all 5000 events after the restarts", async || hec.distinct_ids().len() >= 5000).await;
+    wait_until(
+        &server,
+        Duration::from_secs(60),
+        "all 5000 events after the restarts",
+        async || hec.distinct_ids().len() >= 5000,
+    )
+    .await;
     assert_eq!(hec.distinct_ids(), ids);
     let duplicates = hec.accepted_ids().len() - ids.len();
-    assert!(duplicates <= crashes * BATCH, "{duplicates} duplicates after {crashes} crashes (batch {BATCH})");
+    assert!(
+        duplicates <= crashes * BATCH,
+        "{duplicates} duplicates after {crashes} crashes (batch {BATCH})"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -703,9 +950,17 @@ impl PgDatabase {
         use sqlx::Connection;
         let server = std::env::var("AUDITFLOW_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
         let name = format!("af_sinks_{}", std::process::id());
-        let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.expect("connect to PostgreSQL");
-        for sql in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("CREATE DATABASE {name}")] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.unwrap();
+        let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .expect("connect to PostgreSQL");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .unwrap();
         }
         PgDatabase { server, name }
     }
@@ -717,10 +972,15 @@ impl PgDatabase {
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        let (server, sql) = (self.server.clone(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let (server, sql) = (
+            self.server.clone(),
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
         let _ = std::thread::spawn(move || {
             use sqlx::Connection;
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
             rt.block_on(async {
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{server}/postgres")).await {
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
@@ -738,7 +998,11 @@ async fn replicas_drive_each_sink_once_and_hand_it_over_when_one_dies() {
     let hec = Receiver::hec(HEC_TOKEN, false).await;
     hec.set_delay(Duration::from_millis(20));
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let config = base_config(&db.url()) + &hec_sink(&hec.base, &format!("[sinks.batch]\nmax_events = {BATCH}\nmax_wait_ms = 50\n"));
+    let config = base_config(&db.url())
+        + &hec_sink(
+            &hec.base,
+            &format!("[sinks.batch]\nmax_events = {BATCH}\nmax_wait_ms = 50\n"),
+        );
     for dir in [&dir_a, &dir_b] {
         write_token(dir.path(), "hec.token", HEC_TOKEN);
     }
@@ -746,20 +1010,32 @@ async fn replicas_drive_each_sink_once_and_hand_it_over_when_one_dies() {
     let mut b = Auditflow::start(dir_b.path(), &config, &[]).await;
 
     // Exactly one of them drives the sink.
-    wait_until(&a, Duration::from_secs(10), "one replica to drive the sink", async || {
-        let (sa, sb) = (a.sink_health("splunk").await, b.sink_health("splunk").await);
-        sa["active"] != sb["active"]
-    })
+    wait_until(
+        &a,
+        Duration::from_secs(10),
+        "one replica to drive the sink",
+        async || {
+            let (sa, sb) = (a.sink_health("splunk").await, b.sink_health("splunk").await);
+            sa["active"] != sb["active"]
+        },
+    )
     .await;
     let a_active = a.sink_health("splunk").await["active"] == true;
-    let standby_state = if a_active { b.sink_health("splunk").await } else { a.sink_health("splunk").await };
+    let standby_state = if a_active {
+        b.sink_health("splunk").await
+    } else {
+        a.sink_health("splunk").await
+    };
     assert_eq!(standby_state["state"], "standby");
 
     // Events posted to both replicas: no batch is sent twice.
     let first = synthetic(2000, "replica-1");
     a.post(&first[..1000]).await;
     b.post(&first[1000..]).await;
-    wait_until(&a, Duration::from_secs(60), "2000 events", async || hec.distinct_ids().len() >= 2000).await;
+    wait_until(&a, Duration::from_secs(60), "2000 events", async || {
+        hec.distinct_ids().len() >= 2000
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(hec.accepted_ids().len(), 2000, "a batch was sent by both replicas");
     let (sa, sb) = (a.sink_health("splunk").await, b.sink_health("splunk").await);
@@ -771,20 +1047,35 @@ async fn replicas_drive_each_sink_once_and_hand_it_over_when_one_dies() {
     let (active, survivor) = if a_active { (&mut a, &b) } else { (&mut b, &a) };
     let second = synthetic(2000, "replica-2");
     survivor.post(&second).await;
-    wait_until(survivor, Duration::from_secs(30), "forwarding of the second wave", async || hec.distinct_ids().len() >= 2200).await;
+    wait_until(
+        survivor,
+        Duration::from_secs(30),
+        "forwarding of the second wave",
+        async || hec.distinct_ids().len() >= 2200,
+    )
+    .await;
     active.kill9();
     let killed_at = Instant::now();
-    wait_until(survivor, Duration::from_secs(15), "the survivor to take the sink over", async || {
-        survivor.sink_health("splunk").await["active"] == true
-    })
+    wait_until(
+        survivor,
+        Duration::from_secs(15),
+        "the survivor to take the sink over",
+        async || survivor.sink_health("splunk").await["active"] == true,
+    )
     .await;
     let takeover = killed_at.elapsed();
     assert!(takeover < Duration::from_secs(10), "takeover took {takeover:?}");
-    wait_until(survivor, Duration::from_secs(60), "all 4000 events", async || hec.distinct_ids().len() >= 4000).await;
+    wait_until(survivor, Duration::from_secs(60), "all 4000 events", async || {
+        hec.distinct_ids().len() >= 4000
+    })
+    .await;
     let all: HashSet<String> = ids_of(&first).into_iter().chain(ids_of(&second)).collect();
     assert_eq!(hec.distinct_ids(), all);
     let duplicates = hec.accepted_ids().len() - all.len();
-    assert!(duplicates <= BATCH, "{duplicates} duplicates after one failover (batch {BATCH})");
+    assert!(
+        duplicates <= BATCH,
+        "{duplicates} duplicates after one failover (batch {BATCH})"
+    );
     assert!(survivor.log().contains("driving the sink"));
     assert_eq!(hec.requests().iter().filter(|r| r.status != 200).count(), 0);
 }
@@ -798,5 +1089,8 @@ fn siem_example_validates() {
     let path = workspace().join("examples/siem.toml");
     let (ok, out, err) = cli(&["validate", "--config", path.to_str().unwrap()]);
     assert!(ok, "{err}");
-    assert!(out.contains("2 sinks: splunk (splunk_hec), datadog (datadog_logs)"), "{out}");
+    assert!(
+        out.contains("2 sinks: splunk (splunk_hec), datadog (datadog_logs)"),
+        "{out}"
+    );
 }

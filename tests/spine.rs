@@ -77,7 +77,10 @@ async fn dev_set_is_stored_redacted_and_resend_is_idempotent() {
     assert!(kept >= 0.995, "only {decoys_kept}/{decoys} decoys survived");
 
     // Enrichment ran after redaction.
-    assert_eq!(rows[0]["metadata"]["pipeline"], json!({"name": "quickstart", "version": "1"}));
+    assert_eq!(
+        rows[0]["metadata"]["pipeline"],
+        json!({"name": "quickstart", "version": "1"})
+    );
     assert!(rows[0]["metadata"]["data_classification"].is_string());
     assert_eq!(rows[0]["source"], "quickstart");
 
@@ -102,7 +105,10 @@ fn one_event() -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
     let mut cfg = quickstart_config();
-    cfg = cfg.replace("[storage]", "[server.limits]\nmax_body_bytes = 1000000\nmax_decompressed_bytes = 2000000\nmax_depth = 8\n\n[storage]");
+    cfg = cfg.replace(
+        "[storage]",
+        "[server.limits]\nmax_body_bytes = 1000000\nmax_decompressed_bytes = 2000000\nmax_depth = 8\n\n[storage]",
+    );
     let server = TestServer::start(&cfg);
     let good = one_event();
 
@@ -111,7 +117,12 @@ async fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
     assert_eq!(status, 200);
 
     // Malformed JSON → 400 with line and column.
-    let (status, err) = post(&server, b"{\"event_type\": \"x\",\n  \"timestamp\": }".to_vec(), "application/json").await;
+    let (status, err) = post(
+        &server,
+        b"{\"event_type\": \"x\",\n  \"timestamp\": }".to_vec(),
+        "application/json",
+    )
+    .await;
     assert_eq!(status, 400, "{err}");
     assert_eq!(err["line"], 2, "{err}");
     assert!(err["column"].as_u64().is_some(), "{err}");
@@ -168,7 +179,10 @@ async fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 413);
     let err: Value = resp.json().await.unwrap();
-    assert!(err["error"].as_str().unwrap().contains("max_decompressed_bytes"), "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("max_decompressed_bytes"),
+        "{err}"
+    );
 
     // Unsupported content type → 415.
     let (status, err) = post(&server, good.to_string().into_bytes(), "text/plain").await;
@@ -176,7 +190,9 @@ async fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
 
     // Missing or wrong token → 401.
     for token in [None, Some("wrong-token")] {
-        let mut req = http().post(server.url("/v1/events")).header("content-type", "application/json");
+        let mut req = http()
+            .post(server.url("/v1/events"))
+            .header("content-type", "application/json");
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -194,7 +210,10 @@ async fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
     assert!(!err.to_string().contains("secret-value-123"), "{err}");
 
     assert_eq!(stored_rows(&server).len(), 1, "a refused request stored something");
-    assert!(!server.log().contains("secret-value-123"), "server log leaked event contents");
+    assert!(
+        !server.log().contains("secret-value-123"),
+        "server log leaked event contents"
+    );
 }
 
 /// Gzip bodies, single objects and arrays all ingest; event ids are generated when missing.
@@ -222,7 +241,11 @@ async fn gzip_arrays_and_generated_ids_are_accepted() {
     assert_eq!(rows.len(), 2);
     // The actor id was pseudonymised by the redact stage, stably.
     assert_eq!(rows[0]["actor"]["id"], rows[1]["actor"]["id"]);
-    assert!(rows[0]["actor"]["id"].as_str().unwrap().starts_with("[HASH:"), "{}", rows[0]);
+    assert!(
+        rows[0]["actor"]["id"].as_str().unwrap().starts_with("[HASH:"),
+        "{}",
+        rows[0]
+    );
 }
 
 /// SARK's gateway posts its GatewayAuditEvent with `X-Gateway-Api-Key` and is stored as a
@@ -275,8 +298,13 @@ async fn custom_redactor_example_masks_employee_ids() {
     let cfg = std::fs::read_to_string(workspace().join("examples/custom-redactor.toml"))
         .unwrap()
         .replace("url = \"sqlite://custom-redactor.db\"", "url = \"sqlite://events.db\"")
-        .replace("\"../target/plugins/wasm32-wasip2/release/custom_redactor.wasm\"",
-            &format!("{:?}", auditflow_artifacts::path("custom-redactor").display().to_string()));
+        .replace(
+            "\"../target/plugins/wasm32-wasip2/release/custom_redactor.wasm\"",
+            &format!(
+                "{:?}",
+                auditflow_artifacts::path("custom-redactor").display().to_string()
+            ),
+        );
     let server = TestServer::start(&cfg);
     let events = std::fs::read(workspace().join("examples/events.ndjson")).unwrap();
     let (status, ack) = post(&server, events, "application/x-ndjson").await;
@@ -292,19 +320,31 @@ async fn custom_redactor_example_masks_employee_ids() {
 fn validate_names_the_bad_key_or_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let typo = dir.path().join("typo.toml");
-    std::fs::write(&typo, "[[stages]]\nname = \"redact\"\nplugin = \"redact\"\non_eror = \"drop\"\n").unwrap();
+    std::fs::write(
+        &typo,
+        "[[stages]]\nname = \"redact\"\nplugin = \"redact\"\non_eror = \"drop\"\n",
+    )
+    .unwrap();
     let (ok, _, err) = cli(&["validate", "--config", typo.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("stages[0].on_eror"), "{err}");
 
     let missing = dir.path().join("missing.toml");
-    std::fs::write(&missing, "[[stages]]\nname = \"mine\"\nplugin = \"plugins/nope.wasm\"\n").unwrap();
+    std::fs::write(
+        &missing,
+        "[[stages]]\nname = \"mine\"\nplugin = \"plugins/nope.wasm\"\n",
+    )
+    .unwrap();
     let (ok, _, err) = cli(&["validate", "--config", missing.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("nope.wasm") && err.contains("not found"), "{err}");
 
     let bad_plugin_config = dir.path().join("badcfg.toml");
-    std::fs::write(&bad_plugin_config, "[[stages]]\nname = \"r\"\nplugin = \"redact\"\n[stages.config]\ndetectors = [\"emial\"]\n").unwrap();
+    std::fs::write(
+        &bad_plugin_config,
+        "[[stages]]\nname = \"r\"\nplugin = \"redact\"\n[stages.config]\ndetectors = [\"emial\"]\n",
+    )
+    .unwrap();
     let (ok, _, err) = cli(&["validate", "--config", bad_plugin_config.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("emial"), "{err}");
@@ -321,7 +361,14 @@ fn plugin_test_prints_a_before_after_diff() {
     let quickstart = workspace().join("examples/quickstart.toml");
     let input = workspace().join("examples/events.ndjson");
     let (ok, out, err) = cli(&[
-        "plugin", "test", "--config", quickstart.to_str().unwrap(), "--stage", "redact", "--input", input.to_str().unwrap(),
+        "plugin",
+        "test",
+        "--config",
+        quickstart.to_str().unwrap(),
+        "--stage",
+        "redact",
+        "--input",
+        input.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("- actor.id: \"obrien@mail.example.net\""), "{out}");

@@ -23,16 +23,25 @@ fn redact(c: &mut Criterion) {
     let wit: Vec<_> = events.iter().map(to_wit).collect();
     let sdk: Vec<_> = wit.iter().map(to_sdk).collect();
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let engine = PluginEngine::new().unwrap();
     let component = engine.load("redact", std::path::Path::new(".")).unwrap();
     let pool = rt
         .block_on(TransformPool::new(
             &engine,
             &component,
-            StageContext { stage: "redact".into(), lookups: BTreeMap::new() },
+            StageContext {
+                stage: "redact".into(),
+                lookups: BTreeMap::new(),
+            },
             config().to_string(),
-            InstanceLimits { instances: 1, ..InstanceLimits::default() },
+            InstanceLimits {
+                instances: 1,
+                ..InstanceLimits::default()
+            },
         ))
         .unwrap();
     let native = redact::Redactor::from_config(&config()).unwrap();

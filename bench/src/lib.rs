@@ -13,14 +13,19 @@ use auditflow::plugin::bindings::WitEvent;
 
 /// `../shared/data/<name>` beside the checkout.
 pub fn shared_data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(name)
 }
 
 /// The first `n` events of the dev set, parsed exactly as ingest parses them.
 pub fn dev_events(n: usize) -> Vec<Event> {
     let text = std::fs::read_to_string(shared_data("events-dev.ndjson")).expect("dev set");
     let body: String = text.lines().take(n).collect::<Vec<_>>().join("\n");
-    let limits = Limits { max_events: usize::MAX, ..Limits::default() };
+    let limits = Limits {
+        max_events: usize::MAX,
+        ..Limits::default()
+    };
     parse_events(body.as_bytes(), BodyFormat::Ndjson, &limits, "bench").expect("dev set parses")
 }
 

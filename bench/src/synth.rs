@@ -72,7 +72,12 @@ mod tests {
         assert_eq!(lines.len(), 5);
         let ids: std::collections::HashSet<String> = lines
             .iter()
-            .map(|l| serde_json::from_str::<Value>(l).expect("json")["event_id"].as_str().expect("id").to_owned())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("json")["event_id"]
+                    .as_str()
+                    .expect("id")
+                    .to_owned()
+            })
             .collect();
         assert_eq!(ids.len(), 5, "ids must be fresh");
         assert!(lines[2].contains("\"a\":1"));

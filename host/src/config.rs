@@ -60,7 +60,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8080".into(), limits: Limits::default(), shutdown_drain_ms: 0 }
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            limits: Limits::default(),
+            shutdown_drain_ms: 0,
+        }
     }
 }
 
@@ -83,7 +87,11 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig { metrics_listen: None, otlp_endpoint: None, event_type_label_limit: 50 }
+        TelemetryConfig {
+            metrics_listen: None,
+            otlp_endpoint: None,
+            event_type_label_limit: 50,
+        }
     }
 }
 
@@ -193,7 +201,12 @@ pub struct ChainConfig {
 
 impl Default for ChainConfig {
     fn default() -> Self {
-        ChainConfig { signing_key: None, public_key: None, checkpoint_every_events: 10_000, checkpoint_every_secs: 10 }
+        ChainConfig {
+            signing_key: None,
+            public_key: None,
+            checkpoint_every_events: 10_000,
+            checkpoint_every_secs: 10,
+        }
     }
 }
 
@@ -224,7 +237,11 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { name: "auditflow".into(), version: "1".into(), batch_size: 256 }
+        PipelineConfig {
+            name: "auditflow".into(),
+            version: "1".into(),
+            batch_size: 256,
+        }
     }
 }
 
@@ -460,7 +477,11 @@ pub struct SinkRetryConfig {
 
 impl Default for SinkRetryConfig {
     fn default() -> Self {
-        SinkRetryConfig { initial_backoff_ms: 500, max_backoff_ms: 60_000, max_retry_after_secs: 600 }
+        SinkRetryConfig {
+            initial_backoff_ms: 500,
+            max_backoff_ms: 60_000,
+            max_retry_after_secs: 600,
+        }
     }
 }
 
@@ -482,7 +503,11 @@ pub struct SinkBreakerConfig {
 
 impl Default for SinkBreakerConfig {
     fn default() -> Self {
-        SinkBreakerConfig { failure_threshold: 5, open_ms: 30_000, auth_probe_secs: 300 }
+        SinkBreakerConfig {
+            failure_threshold: 5,
+            open_ms: 30_000,
+            auth_probe_secs: 300,
+        }
     }
 }
 
@@ -555,10 +580,16 @@ impl SinkConfig {
         }
         if self.kind == SinkKind::DatadogLogs {
             if self.max_events() > DATADOG_MAX_EVENTS {
-                return Err((key("batch.max_events"), format!("Datadog takes at most {DATADOG_MAX_EVENTS} items per request")));
+                return Err((
+                    key("batch.max_events"),
+                    format!("Datadog takes at most {DATADOG_MAX_EVENTS} items per request"),
+                ));
             }
             if self.max_bytes() > DATADOG_MAX_BYTES {
-                return Err((key("batch.max_bytes"), format!("Datadog takes at most {DATADOG_MAX_BYTES} bytes per request")));
+                return Err((
+                    key("batch.max_bytes"),
+                    format!("Datadog takes at most {DATADOG_MAX_BYTES} bytes per request"),
+                ));
             }
         }
         if self.request_timeout_ms == 0 {
@@ -566,7 +597,10 @@ impl SinkConfig {
         }
         let retry = &self.retry;
         if retry.initial_backoff_ms == 0 || retry.initial_backoff_ms > retry.max_backoff_ms {
-            return Err((key("retry.initial_backoff_ms"), "must be at least 1 and at most retry.max_backoff_ms".into()));
+            return Err((
+                key("retry.initial_backoff_ms"),
+                "must be at least 1 and at most retry.max_backoff_ms".into(),
+            ));
         }
         if self.breaker.failure_threshold == 0 {
             return Err((key("breaker.failure_threshold"), "must be at least 1".into()));
@@ -575,10 +609,16 @@ impl SinkConfig {
             return Err((key("breaker.auth_probe_secs"), "must be at least 1".into()));
         }
         if self.kind != SinkKind::SplunkHec && (self.ack || self.channel.is_some()) {
-            return Err((key(if self.ack { "ack" } else { "channel" }), "only applies to splunk_hec sinks".into()));
+            return Err((
+                key(if self.ack { "ack" } else { "channel" }),
+                "only applies to splunk_hec sinks".into(),
+            ));
         }
         if self.ack && (self.ack_poll_ms == 0 || self.ack_timeout_ms < self.ack_poll_ms) {
-            return Err((key("ack_timeout_ms"), "ack_poll_ms must be at least 1 and ack_timeout_ms at least ack_poll_ms".into()));
+            return Err((
+                key("ack_timeout_ms"),
+                "ack_poll_ms must be at least 1 and ack_timeout_ms at least ack_poll_ms".into(),
+            ));
         }
         if let Some(channel) = &self.channel
             && uuid::Uuid::parse_str(channel).is_err()
@@ -595,14 +635,20 @@ pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {key}: {message}")]
-    Invalid { path: PathBuf, key: String, message: String },
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 impl Config {
     /// Read and check a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut config = Config::parse(&text).map_err(|(key, message)| ConfigError::Invalid {
             path: path.to_owned(),
             key,
@@ -614,8 +660,8 @@ impl Config {
 
     /// Parse config text; on error returns (key path, message).
     pub fn parse(text: &str) -> Result<Config, (String, String)> {
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| ("(syntax)".to_owned(), e.to_string().trim().to_owned()))?;
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| ("(syntax)".to_owned(), e.to_string().trim().to_owned()))?;
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().message().to_owned();
@@ -641,10 +687,16 @@ impl Config {
             }
             for (name, source) in &stage.secrets {
                 if source.env.is_some() == source.file.is_some() {
-                    return Err((key(&format!("secrets.{name}")), "set exactly one of `env` or `file`".into()));
+                    return Err((
+                        key(&format!("secrets.{name}")),
+                        "set exactly one of `env` or `file`".into(),
+                    ));
                 }
                 if stage.config.get(name).is_some() {
-                    return Err((key(&format!("secrets.{name}")), "also set in `config`; set it in one place".into()));
+                    return Err((
+                        key(&format!("secrets.{name}")),
+                        "also set in `config`; set it in one place".into(),
+                    ));
                 }
             }
             if stage.role == StageRole::Redaction && stage.on_error == ErrorPolicy::Skip {
@@ -684,19 +736,31 @@ impl Config {
         if let Some(source) = &chain.signing_key
             && source.env.is_some() == source.file.is_some()
         {
-            return Err(("storage.chain.signing_key".into(), "set exactly one of `env` or `file`".into()));
+            return Err((
+                "storage.chain.signing_key".into(),
+                "set exactly one of `env` or `file`".into(),
+            ));
         }
         if chain.checkpoint_every_events == 0 {
-            return Err(("storage.chain.checkpoint_every_events".into(), "must be at least 1".into()));
+            return Err((
+                "storage.chain.checkpoint_every_events".into(),
+                "must be at least 1".into(),
+            ));
         }
         if chain.checkpoint_every_secs == 0 {
-            return Err(("storage.chain.checkpoint_every_secs".into(), "must be at least 1".into()));
+            return Err((
+                "storage.chain.checkpoint_every_secs".into(),
+                "must be at least 1".into(),
+            ));
         }
         let mut sink_names = std::collections::HashSet::new();
         for (i, sink) in self.sinks.iter().enumerate() {
             sink.check(&|k: &str| format!("sinks[{i}].{k}"))?;
             if !sink_names.insert(sink.name.as_str()) {
-                return Err((format!("sinks[{i}].name"), format!("duplicate sink name `{}`", sink.name)));
+                return Err((
+                    format!("sinks[{i}].name"),
+                    format!("duplicate sink name `{}`", sink.name),
+                ));
             }
         }
         if self.pipeline.batch_size == 0 {
@@ -725,7 +789,11 @@ impl Config {
 
     /// Resolve a path from the config against the config file's directory.
     pub fn resolve_path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
     }
 }
 
@@ -735,10 +803,7 @@ mod tests {
 
     #[test]
     fn typo_in_a_stage_key_names_the_key_path() {
-        let err = Config::parse(
-            "[[stages]]\nname = \"redact\"\nplugin = \"redact\"\ntimout_ms = 5\n",
-        )
-        .unwrap_err();
+        let err = Config::parse("[[stages]]\nname = \"redact\"\nplugin = \"redact\"\ntimout_ms = 5\n").unwrap_err();
         assert_eq!(err.0, "stages[0].timout_ms");
         assert!(err.1.contains("unknown field"), "{}", err.1);
     }
@@ -753,10 +818,9 @@ mod tests {
 
     #[test]
     fn skip_is_refused_on_a_redaction_stage() {
-        let err = Config::parse(
-            "[[stages]]\nname = \"r\"\nplugin = \"redact\"\nrole = \"redaction\"\non_error = \"skip\"\n",
-        )
-        .unwrap_err();
+        let err =
+            Config::parse("[[stages]]\nname = \"r\"\nplugin = \"redact\"\nrole = \"redaction\"\non_error = \"skip\"\n")
+                .unwrap_err();
         assert_eq!(err.0, "stages[0].on_error");
         assert!(err.1.contains("not allowed on a redaction stage"), "{}", err.1);
         // The same policy on a custom stage is fine.
@@ -818,8 +882,12 @@ mod doc_tests {
                 skip_next = true;
                 continue;
             }
-            let Some(rest) = line.strip_prefix("pub ") else { continue };
-            let Some((name, _)) = rest.split_once(':') else { continue };
+            let Some(rest) = line.strip_prefix("pub ") else {
+                continue;
+            };
+            let Some((name, _)) = rest.split_once(':') else {
+                continue;
+            };
             if name.contains(' ') || name.contains('(') {
                 continue;
             }

@@ -79,10 +79,7 @@ async fn store_reachable(store: &dyn Store) -> Result<(), String> {
     match tokio::time::timeout(READY_PING_TIMEOUT, store.ping()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "no answer within {} ms",
-            READY_PING_TIMEOUT.as_millis()
-        )),
+        Err(_) => Err(format!("no answer within {} ms", READY_PING_TIMEOUT.as_millis())),
     }
 }
 

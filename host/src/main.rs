@@ -20,7 +20,11 @@ use auditflow::store::{self, Checkpointing, EventQuery};
 use auditflow::telemetry::{self, LogFormat, init_logging};
 
 #[derive(Parser)]
-#[command(name = "auditflow", version, about = "Audit-event pipeline: ingest, Wasm plugin chain, durable store")]
+#[command(
+    name = "auditflow",
+    version,
+    about = "Audit-event pipeline: ingest, Wasm plugin chain, durable store"
+)]
 struct Cli {
     /// Log format for auditflow's own logs.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -221,7 +225,11 @@ fn load_config(path: &Path) -> Result<Config> {
 
 async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Serve { config: config_path, listen, storage_url } => {
+        Command::Serve {
+            config: config_path,
+            listen,
+            storage_url,
+        } => {
             let mut config = load_config(&config_path)?;
             if let Some(url) = storage_url {
                 config.storage.url = url;
@@ -235,11 +243,21 @@ async fn run(command: Command) -> Result<()> {
             finish_checkpoints(checkpoints).await;
             Ok(())
         }
-        Command::Migrate { config, storage_url: url } => migrate(&config, url).await,
+        Command::Migrate {
+            config,
+            storage_url: url,
+        } => migrate(&config, url).await,
         Command::Keygen => keygen(),
-        Command::Verify { config, storage_url: url } => verify_chain(&config, url).await,
+        Command::Verify {
+            config,
+            storage_url: url,
+        } => verify_chain(&config, url).await,
         Command::Validate { config: path } => validate(&path).await,
-        Command::Quarantine { config, storage_url: url, limit } => {
+        Command::Quarantine {
+            config,
+            storage_url: url,
+            limit,
+        } => {
             let mut config = load_config(&config)?;
             if let Some(url) = url {
                 config.storage.url = url;
@@ -248,17 +266,33 @@ async fn run(command: Command) -> Result<()> {
             let rows = store.quarantined(limit).await?;
             println!("{:<36}  {:<20}  {:<27}  ERROR", "EVENT_ID", "STAGE", "QUARANTINED_AT");
             for r in &rows {
-                println!("{:<36}  {:<20}  {:<27}  {}", r.event_id, r.stage, r.quarantined_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), r.error);
+                println!(
+                    "{:<36}  {:<20}  {:<27}  {}",
+                    r.event_id,
+                    r.stage,
+                    r.quarantined_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                    r.error
+                );
             }
             println!("({} records)", rows.len());
             Ok(())
         }
         Command::Reload { config, url } => reload(&config, url).await,
         Command::Dlq { command } => dlq(command).await,
-        Command::Plugin { command: PluginCommand::Test { config, stage, input } } => {
-            plugin_test(&config, &stage, &input).await
-        }
-        Command::Query { config, storage_url: url, since, until, actor, request_id, decision, limit, format } => {
+        Command::Plugin {
+            command: PluginCommand::Test { config, stage, input },
+        } => plugin_test(&config, &stage, &input).await,
+        Command::Query {
+            config,
+            storage_url: url,
+            since,
+            until,
+            actor,
+            request_id,
+            decision,
+            limit,
+            format,
+        } => {
             let mut config = load_config(&config)?;
             if let Some(url) = url {
                 config.storage.url = url;
@@ -290,11 +324,18 @@ async fn run(command: Command) -> Result<()> {
 async fn reload(path: &Path, url: Option<String>) -> Result<()> {
     let config = load_config(path)?;
     let Some(token) = auditflow::reload::admin_token(&config).map_err(anyhow::Error::msg)? else {
-        bail!("{}: no [admin] token configured; the server has no admin endpoint (send SIGHUP instead)", path.display());
+        bail!(
+            "{}: no [admin] token configured; the server has no admin endpoint (send SIGHUP instead)",
+            path.display()
+        );
     };
     let base = url.unwrap_or_else(|| {
         // A wildcard listen address is reachable on loopback.
-        let listen = config.server.listen.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
+        let listen = config
+            .server
+            .listen
+            .replace("0.0.0.0", "127.0.0.1")
+            .replace("[::]", "[::1]");
         format!("http://{listen}")
     });
     let token = String::from_utf8(token).context("admin token is not UTF-8")?;
@@ -307,9 +348,18 @@ async fn reload(path: &Path, url: Option<String>) -> Result<()> {
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
     if !status.is_success() {
-        bail!("reload refused ({status}): {}", body["error"].as_str().unwrap_or("no detail"));
+        bail!(
+            "reload refused ({status}): {}",
+            body["error"].as_str().unwrap_or("no detail")
+        );
     }
-    println!("reloaded: {}", body["stages"].as_array().map(|s| s.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" → ")).unwrap_or_default());
+    println!(
+        "reloaded: {}",
+        body["stages"]
+            .as_array()
+            .map(|s| s.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" → "))
+            .unwrap_or_default()
+    );
     Ok(())
 }
 
@@ -319,14 +369,20 @@ async fn validate(path: &Path) -> Result<()> {
         if let Some(var) = &token.env
             && std::env::var(var).is_err()
         {
-            eprintln!("warning: auth.tokens[{i}] (`{}`): environment variable {var} is not set here", token.name);
+            eprintln!(
+                "warning: auth.tokens[{i}] (`{}`): environment variable {var} is not set here",
+                token.name
+            );
         }
     }
     for (i, sink) in config.sinks.iter().enumerate() {
         if let Some(var) = sink.token.as_ref().and_then(|t| t.env.as_ref())
             && std::env::var(var).is_err()
         {
-            eprintln!("warning: sinks[{i}] (`{}`): environment variable {var} is not set here", sink.name);
+            eprintln!(
+                "warning: sinks[{i}] (`{}`): environment variable {var} is not set here",
+                sink.name
+            );
         }
     }
     let engine = PluginEngine::for_config(&config)?;
@@ -335,12 +391,31 @@ async fn validate(path: &Path) -> Result<()> {
     for sink in &config.sinks {
         auditflow::sink::build_formatter(&config, sink, &engine).await?;
     }
-    println!("{}: ok ({} stages: {}; {} sinks{})", path.display(), pipeline.stages().len(),
-        pipeline.stages().iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" → "),
+    println!(
+        "{}: ok ({} stages: {}; {} sinks{})",
+        path.display(),
+        pipeline.stages().len(),
+        pipeline
+            .stages()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" → "),
         config.sinks.len(),
-        if config.sinks.is_empty() { String::new() } else {
-            format!(": {}", config.sinks.iter().map(|s| format!("{} ({})", s.name, s.kind.as_str())).collect::<Vec<_>>().join(", "))
-        });
+        if config.sinks.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": {}",
+                config
+                    .sinks
+                    .iter()
+                    .map(|s| format!("{} ({})", s.name, s.kind.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
     Ok(())
 }
 
@@ -348,11 +423,18 @@ async fn plugin_test(config_path: &Path, stage_name: &str, input: &Path) -> Resu
     let mut config = load_config(config_path)?;
     let Some(stage) = config.stages.iter().find(|s| s.name == stage_name).cloned() else {
         let names: Vec<_> = config.stages.iter().map(|s| s.name.as_str()).collect();
-        bail!("no stage `{stage_name}` in {} (stages: {})", config_path.display(), names.join(", "));
+        bail!(
+            "no stage `{stage_name}` in {} (stages: {})",
+            config_path.display(),
+            names.join(", ")
+        );
     };
     config.stages = vec![stage];
     let text = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let limits = Limits { max_events: usize::MAX, ..Limits::default() };
+    let limits = Limits {
+        max_events: usize::MAX,
+        ..Limits::default()
+    };
     let events = parse_events(&text, BodyFormat::Ndjson, &limits, "plugin-test")
         .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
     let engine = PluginEngine::for_config(&config)?;
@@ -389,8 +471,11 @@ async fn plugin_test(config_path: &Path, stage_name: &str, input: &Path) -> Resu
             },
         }
     }
-    println!("{} events: {changed} changed, {} unchanged, {dropped} dropped, {failed} errors",
-        events.len(), events.len() - changed - dropped - failed);
+    println!(
+        "{} events: {changed} changed, {} unchanged, {dropped} dropped, {failed} errors",
+        events.len(),
+        events.len() - changed - dropped - failed
+    );
     Ok(())
 }
 
@@ -423,7 +508,11 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
     match v {
         serde_json::Value::Object(m) => {
             for (k, v) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&p, v, out);
             }
         }
@@ -437,7 +526,10 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
 }
 
 fn print_table(rows: &[auditflow::event::StoredEvent]) {
-    println!("{:>8}  {:<27}  {:<18}  {:<40}  {:<6}  {:<36}", "SEQ", "TIMESTAMP", "EVENT_TYPE", "ACTOR", "DECIS.", "EVENT_ID");
+    println!(
+        "{:>8}  {:<27}  {:<18}  {:<40}  {:<6}  {:<36}",
+        "SEQ", "TIMESTAMP", "EVENT_TYPE", "ACTOR", "DECIS.", "EVENT_ID"
+    );
     for r in rows {
         let e = &r.event;
         let actor: String = e.actor_id().unwrap_or("-").chars().take(40).collect();
@@ -464,11 +556,18 @@ fn start_checkpoints(
     checkpointing: Option<std::sync::Arc<Checkpointing>>,
 ) -> Result<Option<CheckpointTimer>> {
     let Some(c) = checkpointing else {
-        tracing::warn!("no [storage.chain] signing_key: chain checkpoints are off, so truncation of the newest events would go unnoticed");
+        tracing::warn!(
+            "no [storage.chain] signing_key: chain checkpoints are off, so truncation of the newest events would go unnoticed"
+        );
         return Ok(None);
     };
     store.enable_checkpoints(c.clone())?;
-    tracing::info!(key_id = c.signer.key_id(), every_events = c.every_events, every_secs = c.every.as_secs(), "signing chain checkpoints");
+    tracing::info!(
+        key_id = c.signer.key_id(),
+        every_events = c.every_events,
+        every_secs = c.every.as_secs(),
+        "signing chain checkpoints"
+    );
     let timer = store::checkpoint::spawn_timer(store.clone(), c.every);
     Ok(Some((store.clone(), timer)))
 }
@@ -490,7 +589,11 @@ async fn migrate(config_path: &Path, url: Option<String>) -> Result<()> {
     }
     // Opening migrates (and, on PostgreSQL, creates the partitions around this month).
     let store = store::open(&storage_url(&config)).await?;
-    println!("{} schema is up to date ({} events stored)", store.kind(), store.count().await?);
+    println!(
+        "{} schema is up to date ({} events stored)",
+        store.kind(),
+        store.count().await?
+    );
     Ok(())
 }
 
@@ -522,17 +625,28 @@ async fn verify_chain(config_path: &Path, url: Option<String>) -> Result<()> {
 
 async fn dlq(command: DlqCommand) -> Result<()> {
     match command {
-        DlqCommand::List { config, storage_url: url, sink, all, limit } => {
+        DlqCommand::List {
+            config,
+            storage_url: url,
+            sink,
+            all,
+            limit,
+        } => {
             let mut config = load_config(&config)?;
             if let Some(url) = url {
                 config.storage.url = url;
             }
             let store = store::open(&storage_url(&config)).await?;
             let rows = auditflow::sink::dlq::list(store.as_ref(), sink.as_deref(), all, limit).await?;
-            println!("{:>6}  {:<16}  {:>8}  {:<36}  {:<14}  {:<27}  {:<27}  DETAIL", "ID", "SINK", "SEQ", "EVENT_ID", "REASON", "CREATED_AT", "REPLAYED_AT");
+            println!(
+                "{:>6}  {:<16}  {:>8}  {:<36}  {:<14}  {:<27}  {:<27}  DETAIL",
+                "ID", "SINK", "SEQ", "EVENT_ID", "REASON", "CREATED_AT", "REPLAYED_AT"
+            );
             for r in &rows {
                 let l = &r.letter;
-                let replayed = r.replayed_at.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+                let replayed = r
+                    .replayed_at
+                    .map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
                 println!(
                     "{:>6}  {:<16}  {:>8}  {:<36}  {:<14}  {:<27}  {:<27}  {}",
                     r.id,
@@ -548,7 +662,11 @@ async fn dlq(command: DlqCommand) -> Result<()> {
             println!("({} dead letters)", rows.len());
             Ok(())
         }
-        DlqCommand::Replay { config, storage_url: url, sink } => {
+        DlqCommand::Replay {
+            config,
+            storage_url: url,
+            sink,
+        } => {
             let mut config = load_config(&config)?;
             if let Some(url) = url {
                 config.storage.url = url;
@@ -564,7 +682,10 @@ async fn dlq(command: DlqCommand) -> Result<()> {
                     r.delivered,
                     r.refused,
                     r.gone,
-                    r.halted.as_deref().map(|h| format!(" (stopped early: {h})")).unwrap_or_default()
+                    r.halted
+                        .as_deref()
+                        .map(|h| format!(" (stopped early: {h})"))
+                        .unwrap_or_default()
                 );
                 halted |= r.halted.is_some();
             }

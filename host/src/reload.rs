@@ -34,14 +34,21 @@ pub struct Reloader {
 
 impl Reloader {
     pub fn new(config_path: PathBuf, started_with: Config, slot: Arc<PipelineSlot>) -> Reloader {
-        Reloader { config_path, started_with, slot, running: Mutex::new(()) }
+        Reloader {
+            config_path,
+            started_with,
+            slot,
+            running: Mutex::new(()),
+        }
     }
 
     /// Reload; on success returns the names of the new stages.
     pub async fn reload(&self) -> Result<Vec<String>, String> {
         let _one = self.running.lock().await;
         let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
-        if config.server.listen != self.started_with.server.listen || config.storage.url != self.started_with.storage.url {
+        if config.server.listen != self.started_with.server.listen
+            || config.storage.url != self.started_with.storage.url
+        {
             tracing::warn!("reload: [server] and [storage] changes take effect only after a restart");
         }
         let engine = PluginEngine::for_config(&config).map_err(|e| e.to_string())?;
@@ -84,14 +91,22 @@ struct AdminState {
 
 /// `POST /admin/reload`, bearer-authenticated with the admin token.
 pub fn admin_router(reloader: Arc<Reloader>, token: &[u8]) -> Router {
-    let state = Arc::new(AdminState { reloader, token_digest: Sha256::digest(token).into() });
-    Router::new().route("/admin/reload", post(reload_handler)).with_state(state)
+    let state = Arc::new(AdminState {
+        reloader,
+        token_digest: Sha256::digest(token).into(),
+    });
+    Router::new()
+        .route("/admin/reload", post(reload_handler))
+        .with_state(state)
 }
 
 async fn reload_handler(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
     let presented: [u8; 32] = Sha256::digest(auth::bearer(&headers).unwrap_or_default()).into();
     if !bool::from(presented.ct_eq(&state.token_digest)) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({ "error": "missing or wrong admin token" })));
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "missing or wrong admin token" })),
+        );
     }
     match state.reloader.reload().await {
         Ok(stages) => {
@@ -100,7 +115,10 @@ async fn reload_handler(State(state): State<Arc<AdminState>>, headers: HeaderMap
         }
         Err(e) => {
             tracing::error!(error = %e, "admin reload refused; the old pipeline keeps running");
-            (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "reloaded": false, "error": e })))
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "reloaded": false, "error": e })),
+            )
         }
     }
 }
@@ -111,7 +129,8 @@ pub fn admin_token(config: &Config) -> Result<Option<Vec<u8>>, String> {
         (Some(var), _) => std::env::var(var).map_err(|_| format!("admin.token_env: {var} is not set"))?,
         (None, Some(file)) => {
             let path = config.resolve_path(file);
-            std::fs::read_to_string(&path).map_err(|e| format!("admin.token_file: cannot read {}: {e}", path.display()))?
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("admin.token_file: cannot read {}: {e}", path.display()))?
         }
         (None, None) => return Ok(None),
     };

@@ -13,14 +13,14 @@ use axum::routing::{get, post};
 
 use crate::config::Config;
 use crate::health::{self, Draining, HealthState};
-use crate::telemetry;
-use crate::telemetry::http::{metrics_handler, observe};
 use crate::ingest::{self, IngestState, auth};
 use crate::pipeline::{BuildError, Pipeline, PipelineSlot};
-use crate::reload::{self, Reloader};
 use crate::plugin::{PluginEngine, PluginError};
-use crate::store::{self, GroupCommit, GroupCommitConfig, Store, StoreError};
+use crate::reload::{self, Reloader};
 use crate::sink::{SinkError, SinkSet};
+use crate::store::{self, GroupCommit, GroupCommitConfig, Store, StoreError};
+use crate::telemetry;
+use crate::telemetry::http::{metrics_handler, observe};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -135,22 +135,48 @@ impl Server {
         };
         let (router, metrics_router) = observed(config, router, health_state);
         let drain = Duration::from_millis(config.server.shutdown_drain_ms);
-        Ok(Server { router, store, commit, writer, reloader, metrics_router, draining, drain, sinks })
+        Ok(Server {
+            router,
+            store,
+            commit,
+            writer,
+            reloader,
+            metrics_router,
+            draining,
+            drain,
+            sinks,
+        })
     }
 
     /// Listen until `shutdown` resolves, then finish in-flight requests and flush the writer.
     pub async fn run(self, addr: &str, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| ServerError::Listen { addr: addr.to_owned(), source })?;
+            .map_err(|source| ServerError::Listen {
+                addr: addr.to_owned(),
+                source,
+            })?;
         let local: SocketAddr = listener.local_addr()?;
         tracing::info!(%local, store = self.store.kind(), "auditflow listening");
-        let Server { router, store, commit, writer, reloader, metrics_router, draining, drain, sinks } = self;
+        let Server {
+            router,
+            store,
+            commit,
+            writer,
+            reloader,
+            metrics_router,
+            draining,
+            drain,
+            sinks,
+        } = self;
         let metrics_server = match metrics_router {
             Some((addr, routes)) => {
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
-                    .map_err(|source| ServerError::Listen { addr: addr.clone(), source })?;
+                    .map_err(|source| ServerError::Listen {
+                        addr: addr.clone(),
+                        source,
+                    })?;
                 tracing::info!(local = %listener.local_addr()?, "metrics listening");
                 Some((listener, routes))
             }
@@ -160,9 +186,15 @@ impl Server {
         let running_sinks = sinks.start(store);
         let stop = drain_then_stop(shutdown, draining, drain);
         let metrics_task = metrics_server.map(|(listener, routes)| {
-            tokio::spawn(axum::serve(listener, routes).with_graceful_shutdown(stopped(stop.clone())).into_future())
+            tokio::spawn(
+                axum::serve(listener, routes)
+                    .with_graceful_shutdown(stopped(stop.clone()))
+                    .into_future(),
+            )
         });
-        axum::serve(listener, router).with_graceful_shutdown(stopped(stop)).await?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stopped(stop))
+            .await?;
         if let Some(task) = sighup {
             task.abort();
         }
@@ -192,7 +224,9 @@ fn observed(config: &Config, router: Router, health: Arc<HealthState>) -> (Route
     match &config.telemetry.metrics_listen {
         None => (router.route("/metrics", get(metrics_handler)).layer(layer), None),
         Some(addr) => {
-            let metrics = Router::new().route("/metrics", get(metrics_handler)).merge(health::router(health));
+            let metrics = Router::new()
+                .route("/metrics", get(metrics_handler))
+                .merge(health::router(health));
             (router.layer(layer.clone()), Some((addr.clone(), metrics.layer(layer))))
         }
     }
@@ -210,7 +244,10 @@ fn drain_then_stop(
         shutdown.await;
         draining.begin();
         if !drain.is_zero() {
-            tracing::info!(drain_ms = drain.as_millis() as u64, "draining: /health/ready answers 503 while still serving");
+            tracing::info!(
+                drain_ms = drain.as_millis() as u64,
+                "draining: /health/ready answers 503 while still serving"
+            );
             tokio::time::sleep(drain).await;
         }
         let _ = stop_tx.send(true);

@@ -31,7 +31,13 @@ fn main() {
         .unwrap_or_else(|| root.join("target"))
         .join("plugins");
 
-    for watched in ["wit", "plugins", "examples/custom-redactor", "tests/plugins", "Cargo.lock"] {
+    for watched in [
+        "wit",
+        "plugins",
+        "examples/custom-redactor",
+        "tests/plugins",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=RUSTFLAGS");
@@ -51,13 +57,19 @@ fn main() {
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
     let mut generated = String::new();
-    generated.push_str(&format!("/// Directory holding every compiled plugin.\npub const WASM_DIR: &str = {:?};\n", wasm_dir.display().to_string()));
+    generated.push_str(&format!(
+        "/// Directory holding every compiled plugin.\npub const WASM_DIR: &str = {:?};\n",
+        wasm_dir.display().to_string()
+    ));
     generated.push_str("/// Plugins embedded in the host binary, by name.\npub const BUILTIN: &[(&str, &[u8])] = &[\n");
     for (package, builtin) in PLUGINS {
         let file = wasm_path(&wasm_dir, package);
         assert!(file.exists(), "missing {}", file.display());
         if *builtin {
-            generated.push_str(&format!("    ({package:?}, include_bytes!({:?})),\n", file.display().to_string()));
+            generated.push_str(&format!(
+                "    ({package:?}, include_bytes!({:?})),\n",
+                file.display().to_string()
+            ));
         }
     }
     generated.push_str("];\n");

@@ -22,7 +22,11 @@ pub fn shared_data(name: &str) -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running auditflow server; killed when dropped.
@@ -50,7 +54,13 @@ impl TestServer {
         let addr = format!("127.0.0.1:{port}");
         let log_path = dir.path().join("server.log");
         let child = spawn_server(&config_path, &addr, &log_path);
-        let server = TestServer { child, addr, dir, config_path, log_path };
+        let server = TestServer {
+            child,
+            addr,
+            dir,
+            config_path,
+            log_path,
+        };
         server.wait_healthy();
         server
     }
@@ -128,8 +138,16 @@ mod probe {
 
 /// Run the auditflow CLI; returns (exit success, stdout, stderr).
 pub fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).env("AUDITFLOW_TOKEN", TOKEN).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(BIN)
+        .args(args)
+        .env("AUDITFLOW_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Gzip bytes.
@@ -142,14 +160,23 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// Every stored row as JSON, read through the auditflow CLI (`query --format ndjson`).
 pub fn stored_rows(server: &TestServer) -> Vec<serde_json::Value> {
     let (ok, out, err) = cli(&[
-        "query", "--config", server.config_path.to_str().unwrap(), "--limit", "1000000", "--format", "ndjson",
+        "query",
+        "--config",
+        server.config_path.to_str().unwrap(),
+        "--limit",
+        "1000000",
+        "--format",
+        "ndjson",
     ]);
     assert!(ok, "query failed: {err}");
     out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 pub fn http() -> ::reqwest::Client {
-    ::reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    ::reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 /// The quick start pipeline with storage in the test's temp dir.

@@ -47,7 +47,10 @@ pub enum Kind {
 pub enum Mode {
     Accept,
     /// Answer every request with this status (503 busy, 429 with `Retry-After` seconds, …).
-    Fail { status: u16, retry_after: Option<u64> },
+    Fail {
+        status: u16,
+        retry_after: Option<u64>,
+    },
 }
 
 /// One request as the receiver saw it.
@@ -197,7 +200,10 @@ impl Receiver {
 
     /// The event id of each accepted document, in arrival order.
     pub fn accepted_ids(&self) -> Vec<String> {
-        self.accepted().iter().filter_map(|d| event_id(self.shared.kind, d)).collect()
+        self.accepted()
+            .iter()
+            .filter_map(|d| event_id(self.shared.kind, d))
+            .collect()
     }
 
     /// Distinct accepted event ids.
@@ -223,8 +229,18 @@ impl Shared {
     }
 
     fn record(&self, status: u16, events: usize, raw_bytes: usize, gzip: bool, headers: &HeaderMap) {
-        let channel = headers.get("x-splunk-request-channel").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        self.requests.lock().unwrap().push(RequestRecord { at: Instant::now(), status, events, raw_bytes, gzip, channel });
+        let channel = headers
+            .get("x-splunk-request-channel")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        self.requests.lock().unwrap().push(RequestRecord {
+            at: Instant::now(),
+            status,
+            events,
+            raw_bytes,
+            gzip,
+            channel,
+        });
     }
 
     fn mode(&self) -> Mode {
@@ -246,7 +262,8 @@ impl Shared {
 fn answer(status: u16, body: Value, retry_after: Option<u64>) -> Response {
     let mut resp = (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
     if let Some(secs) = retry_after {
-        resp.headers_mut().insert(header::RETRY_AFTER, secs.to_string().parse().unwrap());
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, secs.to_string().parse().unwrap());
     }
     resp
 }
@@ -292,7 +309,9 @@ fn hec_auth(s: &Shared, headers: &HeaderMap) -> Option<Response> {
 
 /// Check one envelope; `Err((code, text))` is HEC's answer for it.
 fn check_envelope(s: &Shared, item: &Value) -> Result<(), (i64, &'static str)> {
-    let Some(obj) = item.as_object() else { return Err((6, "Invalid data format")) };
+    let Some(obj) = item.as_object() else {
+        return Err((6, "Invalid data format"));
+    };
     for key in obj.keys() {
         if !["time", "host", "source", "sourcetype", "index", "event", "fields"].contains(&key.as_str()) {
             s.violation(format!("HEC envelope has an unknown key `{key}`"));
@@ -365,13 +384,20 @@ async fn hec_event(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         Some(b'[') => {
             s.violation("HEC body is a JSON array, not stacked envelopes".into());
             s.record(400, 0, raw.len(), gzip, &headers);
-            return answer(400, json!({ "text": "Invalid data format", "code": 6, "invalid-event-number": 0 }), None);
+            return answer(
+                400,
+                json!({ "text": "Invalid data format", "code": 6, "invalid-event-number": 0 }),
+                None,
+            );
         }
         _ => {}
     }
     let mut good = Vec::new();
     let mut refused: Option<(usize, i64, &str)> = None;
-    for (i, item) in serde_json::Deserializer::from_slice(&raw).into_iter::<Value>().enumerate() {
+    for (i, item) in serde_json::Deserializer::from_slice(&raw)
+        .into_iter::<Value>()
+        .enumerate()
+    {
         let item = match item {
             Ok(v) => v,
             Err(_) => {
@@ -383,7 +409,9 @@ async fn hec_event(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             refused = Some((i, code, text));
             break;
         }
-        let poisoned = item["fields"]["event_id"].as_str().is_some_and(|id| s.poison.lock().unwrap().contains(id));
+        let poisoned = item["fields"]["event_id"]
+            .as_str()
+            .is_some_and(|id| s.poison.lock().unwrap().contains(id));
         if poisoned {
             refused = Some((i, 6, "Invalid data format"));
             break;
@@ -473,7 +501,10 @@ async fn datadog_logs(State(s): State<Arc<Shared>>, headers: HeaderMap, body: By
         s.record(status, 0, body.len(), false, &headers);
         return answer(status, json!({ "errors": ["Service unavailable"] }), retry_after);
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !content_type.starts_with("application/json") {
         s.violation(format!("Datadog request with Content-Type {content_type:?}"));
     }
@@ -531,7 +562,10 @@ async fn ndjson_ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: B
         s.record(status, 0, body.len(), false, &headers);
         return answer(status, json!({ "error": "unavailable" }), retry_after);
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if content_type != "application/x-ndjson" {
         s.violation(format!("NDJSON request with Content-Type {content_type:?}"));
     }

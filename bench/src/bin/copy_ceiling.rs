@@ -65,7 +65,10 @@ async fn main() -> Result<()> {
     drop(store);
 
     let lines = synth_lines(&args.input, args.events, args.ids).map_err(anyhow::Error::msg)?;
-    let limits = Limits { max_events: usize::MAX, ..Limits::default() };
+    let limits = Limits {
+        max_events: usize::MAX,
+        ..Limits::default()
+    };
     let events = parse_events(lines.join("\n").as_bytes(), BodyFormat::Ndjson, &limits, "bench")
         .map_err(|e| anyhow::anyhow!("synthesized events do not parse: {e}"))?;
     drop(lines);
@@ -117,7 +120,10 @@ async fn main() -> Result<()> {
             serde_json::json!({"events": n, "seconds": elapsed, "events_per_sec": rate, "batch": args.batch, "event_ids": args.event_ids})
         );
     } else {
-        println!("{n} events COPYed in {elapsed:.2} s: {rate:.0} events/s ({} rows per transaction)", args.batch);
+        println!(
+            "{n} events COPYed in {elapsed:.2} s: {rate:.0} events/s ({} rows per transaction)",
+            args.batch
+        );
     }
     Ok(())
 }

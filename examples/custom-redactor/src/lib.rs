@@ -1,6 +1,5 @@
-//! A team's own redaction plugin: masks internal employee IDs (`EMP-123456`) in every string
-//! of the event's metadata and in the actor id. Built by the normal `cargo build`; see
-//! `examples/custom-redactor.toml` for how a config loads it.
+//! A team's own redaction plugin: masks employee IDs (`EMP-123456`) in all metadata strings and
+//! the actor id. Built by the normal `cargo build`; `examples/custom-redactor.toml` loads it.
 
 use auditflow_sdk::json::{Visit, metadata, set_metadata, visit_strings_mut};
 use auditflow_sdk::{Config, Event, Outcome, Transform};
@@ -13,7 +12,11 @@ fn mask(text: &str) -> String {
     while let Some(at) = rest.find("EMP-") {
         let digits = rest[at + 4..].bytes().take_while(u8::is_ascii_digit).count();
         out.push_str(&rest[..at]);
-        out.push_str(if digits == 6 { "[REDACTED:employee_id]" } else { &rest[at..at + 4 + digits] });
+        out.push_str(
+            (digits == 6)
+                .then_some("[REDACTED:employee_id]")
+                .unwrap_or(&rest[at..at + 4 + digits]),
+        );
         rest = &rest[at + 4 + digits..];
     }
     out + rest
@@ -25,11 +28,11 @@ impl Transform for EmployeeIds {
     }
 
     fn process(&mut self, mut event: Event) -> Outcome {
-        let Ok(mut meta) = metadata(&event) else { return Outcome::Error("bad metadata".into()) };
+        let Ok(mut meta) = metadata(&event) else {
+            return Outcome::Error("bad metadata".into());
+        };
         visit_strings_mut(&mut meta, &mut |_, s| {
-            if s.contains("EMP-") {
-                *s = mask(s);
-            }
+            *s = mask(s);
             Visit::Keep
         });
         set_metadata(&mut event, &meta);

@@ -111,14 +111,11 @@ pub fn load(tokens: &[TokenConfig], base_dir: &Path) -> Result<Tokens, String> {
         let name = &token.name;
         let secret = match (&token.env, &token.file) {
             (Some(var), None) => {
-                let value = std::env::var_os(var).ok_or_else(|| {
-                    format!("auth token `{name}`: environment variable `{var}` is not set")
-                })?;
+                let value = std::env::var_os(var)
+                    .ok_or_else(|| format!("auth token `{name}`: environment variable `{var}` is not set"))?;
                 let secret = value.into_encoded_bytes().trim_ascii().to_vec();
                 if secret.is_empty() {
-                    return Err(format!(
-                        "auth token `{name}`: environment variable `{var}` is empty"
-                    ));
+                    return Err(format!("auth token `{name}`: environment variable `{var}` is empty"));
                 }
                 secret
             }
@@ -128,25 +125,16 @@ pub fn load(tokens: &[TokenConfig], base_dir: &Path) -> Result<Tokens, String> {
                 } else {
                     base_dir.join(file)
                 };
-                let bytes = std::fs::read(&path).map_err(|e| {
-                    format!(
-                        "auth token `{name}`: cannot read token file {}: {e}",
-                        path.display()
-                    )
-                })?;
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| format!("auth token `{name}`: cannot read token file {}: {e}", path.display()))?;
                 let secret = bytes.trim_ascii().to_vec();
                 if secret.is_empty() {
-                    return Err(format!(
-                        "auth token `{name}`: token file {} is empty",
-                        path.display()
-                    ));
+                    return Err(format!("auth token `{name}`: token file {} is empty", path.display()));
                 }
                 secret
             }
             _ => {
-                return Err(format!(
-                    "auth token `{name}`: set exactly one of `env` or `file`"
-                ));
+                return Err(format!("auth token `{name}`: set exactly one of `env` or `file`"));
             }
         };
         if let Some((other, _)) = pairs.iter().find(|(_, s)| *s == secret) {
@@ -174,10 +162,7 @@ mod tests {
 
     fn headers(authorization: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static(authorization),
-        );
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static(authorization));
         h
     }
 
@@ -260,10 +245,7 @@ mod tests {
         // SAFETY: this variable is only touched by this test.
         unsafe { std::env::set_var("AUDITFLOW_TEST_AUTH_LOAD_OK", " from-env\n") };
         let t = load(
-            &[
-                env_token("a", "AUDITFLOW_TEST_AUTH_LOAD_OK"),
-                file_token("b", "tok"),
-            ],
+            &[env_token("a", "AUDITFLOW_TEST_AUTH_LOAD_OK"), file_token("b", "tok")],
             dir.path(),
         )
         .unwrap();
@@ -273,22 +255,11 @@ mod tests {
 
     #[test]
     fn unset_or_empty_env_names_token_and_variable_not_value() {
-        let e = load(
-            &[env_token("gw", "AUDITFLOW_TEST_AUTH_UNSET")],
-            Path::new("."),
-        )
-        .unwrap_err();
-        assert!(
-            e.contains("`gw`") && e.contains("AUDITFLOW_TEST_AUTH_UNSET"),
-            "{e}"
-        );
+        let e = load(&[env_token("gw", "AUDITFLOW_TEST_AUTH_UNSET")], Path::new(".")).unwrap_err();
+        assert!(e.contains("`gw`") && e.contains("AUDITFLOW_TEST_AUTH_UNSET"), "{e}");
         // SAFETY: this variable is only touched by this test.
         unsafe { std::env::set_var("AUDITFLOW_TEST_AUTH_EMPTY", "  \n") };
-        let e = load(
-            &[env_token("gw", "AUDITFLOW_TEST_AUTH_EMPTY")],
-            Path::new("."),
-        )
-        .unwrap_err();
+        let e = load(&[env_token("gw", "AUDITFLOW_TEST_AUTH_EMPTY")], Path::new(".")).unwrap_err();
         assert!(
             e.contains("`gw`") && e.contains("AUDITFLOW_TEST_AUTH_EMPTY") && e.contains("empty"),
             "{e}"
@@ -302,10 +273,7 @@ mod tests {
         assert!(e.contains("`gw`") && e.contains("nope.txt"), "{e}");
         std::fs::write(dir.path().join("blank"), "\n\n").unwrap();
         let e = load(&[file_token("gw", "blank")], dir.path()).unwrap_err();
-        assert!(
-            e.contains("`gw`") && e.contains("blank") && e.contains("empty"),
-            "{e}"
-        );
+        assert!(e.contains("`gw`") && e.contains("blank") && e.contains("empty"), "{e}");
     }
 
     #[test]
@@ -313,11 +281,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("one"), "same-value").unwrap();
         std::fs::write(dir.path().join("two"), "same-value\n").unwrap();
-        let e = load(
-            &[file_token("a", "one"), file_token("b", "two")],
-            dir.path(),
-        )
-        .unwrap_err();
+        let e = load(&[file_token("a", "one"), file_token("b", "two")], dir.path()).unwrap_err();
         assert!(e.contains("`a`") && e.contains("`b`"), "{e}");
         assert!(!e.contains("same-value"), "{e}");
     }
@@ -335,10 +299,6 @@ mod tests {
             env: None,
             file: None,
         };
-        assert!(
-            load(&[neither], Path::new("."))
-                .unwrap_err()
-                .contains("`y`")
-        );
+        assert!(load(&[neither], Path::new(".")).unwrap_err().contains("`y`"));
     }
 }

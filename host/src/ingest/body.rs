@@ -102,9 +102,7 @@ pub fn content_encoding(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     match headers.get(header::CONTENT_ENCODING) {
         None => Ok(None),
         Some(v) => v.to_str().map(Some).map_err(|_| {
-            ApiError::unsupported_media_type(
-                "Content-Encoding is not readable text; send gzip or no encoding",
-            )
+            ApiError::unsupported_media_type("Content-Encoding is not readable text; send gzip or no encoding")
         }),
     }
 }
@@ -114,11 +112,7 @@ pub fn content_encoding(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 /// `max_decompressed_bytes` (a gzip bomb costs at most that much memory and work).
 ///
 /// Errors: 413 over a limit, 415 for an unknown encoding, 400 for corrupt or truncated gzip.
-pub fn decode<'a>(
-    body: &'a [u8],
-    content_encoding: Option<&str>,
-    limits: &Limits,
-) -> Result<Cow<'a, [u8]>, ApiError> {
+pub fn decode<'a>(body: &'a [u8], content_encoding: Option<&str>, limits: &Limits) -> Result<Cow<'a, [u8]>, ApiError> {
     if body.len() > limits.max_body_bytes {
         return Err(ApiError::too_large(format!(
             "body is {} bytes; max_body_bytes is {}",
@@ -131,12 +125,7 @@ pub fn decode<'a>(
         return Ok(Cow::Borrowed(body));
     }
     if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
-        return inflate_bounded(
-            MultiGzDecoder::new(body),
-            body.len(),
-            limits.max_decompressed_bytes,
-        )
-        .map(Cow::Owned);
+        return inflate_bounded(MultiGzDecoder::new(body), body.len(), limits.max_decompressed_bytes).map(Cow::Owned);
     }
     Err(ApiError::unsupported_media_type(format!(
         "Content-Encoding `{}` is not accepted; send gzip or no encoding",
@@ -145,27 +134,17 @@ pub fn decode<'a>(
 }
 
 /// Read a decompressing reader to its end, but never more than `limit` bytes of output.
-fn inflate_bounded(
-    decoder: impl Read,
-    compressed_len: usize,
-    limit: usize,
-) -> Result<Vec<u8>, ApiError> {
+fn inflate_bounded(decoder: impl Read, compressed_len: usize, limit: usize) -> Result<Vec<u8>, ApiError> {
     // Audit JSON compresses ~5-10x; start there so typical bodies need few reallocations,
     // never reserving more than the limit.
-    let mut out = Vec::with_capacity(
-        compressed_len
-            .saturating_mul(8)
-            .min(limit.saturating_add(1)),
-    );
+    let mut out = Vec::with_capacity(compressed_len.saturating_mul(8).min(limit.saturating_add(1)));
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     match decoder.take(cap).read_to_end(&mut out) {
         Ok(_) if out.len() > limit => Err(ApiError::too_large(format!(
             "gzip body inflates past max_decompressed_bytes ({limit} bytes)"
         ))),
         Ok(_) => Ok(out),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Err(ApiError::bad_request("gzip body is truncated"))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(ApiError::bad_request("gzip body is truncated")),
         // flate2's messages are static ("corrupt deflate stream", ...), but a fixed message is
         // simplest to keep free of body contents.
         Err(_) => Err(ApiError::bad_request("body is not valid gzip")),
@@ -215,11 +194,7 @@ mod tests {
             Some("application/json; charset=utf-8"),
             Some("Application/JSON;charset=\"UTF-8\""),
         ] {
-            assert_eq!(
-                BodyFormat::from_content_type(ct),
-                Ok(BodyFormat::Json),
-                "{ct:?}"
-            );
+            assert_eq!(BodyFormat::from_content_type(ct), Ok(BodyFormat::Json), "{ct:?}");
         }
     }
 
@@ -232,11 +207,7 @@ mod tests {
             "application/x-jsonlines",
             "application/x-ndjson; charset=utf-8",
         ] {
-            assert_eq!(
-                BodyFormat::from_content_type(Some(ct)),
-                Ok(BodyFormat::Ndjson),
-                "{ct}"
-            );
+            assert_eq!(BodyFormat::from_content_type(Some(ct)), Ok(BodyFormat::Ndjson), "{ct}");
         }
     }
 
@@ -256,8 +227,7 @@ mod tests {
 
     #[test]
     fn non_utf8_charset_is_415() {
-        let e =
-            BodyFormat::from_content_type(Some("application/json; charset=latin1")).unwrap_err();
+        let e = BodyFormat::from_content_type(Some("application/json; charset=latin1")).unwrap_err();
         assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         assert!(e.error.contains("latin1"), "{}", e.error);
     }
@@ -266,10 +236,7 @@ mod tests {
     fn content_type_is_read_from_headers() {
         let mut headers = HeaderMap::new();
         assert_eq!(BodyFormat::from_headers(&headers), Ok(BodyFormat::Json));
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-ndjson"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
         assert_eq!(BodyFormat::from_headers(&headers), Ok(BodyFormat::Ndjson));
         headers.insert(
             header::CONTENT_TYPE,
@@ -287,10 +254,7 @@ mod tests {
         assert_eq!(content_encoding(&headers), Ok(None));
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         assert_eq!(content_encoding(&headers), Ok(Some("gzip")));
-        headers.insert(
-            header::CONTENT_ENCODING,
-            HeaderValue::from_bytes(b"gz\xffip").unwrap(),
-        );
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_bytes(b"gz\xffip").unwrap());
         assert_eq!(
             content_encoding(&headers).unwrap_err().status,
             StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -361,19 +325,10 @@ mod tests {
             max_decompressed_bytes: 100,
             ..Limits::default()
         };
-        assert_eq!(
-            decode(&gzip(&[b'x'; 100]), Some("gzip"), &limits)
-                .unwrap()
-                .len(),
-            100
-        );
+        assert_eq!(decode(&gzip(&[b'x'; 100]), Some("gzip"), &limits).unwrap().len(), 100);
         let e = decode(&gzip(&[b'x'; 101]), Some("gzip"), &limits).unwrap_err();
         assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert!(
-            e.error.contains("max_decompressed_bytes (100 bytes)"),
-            "{}",
-            e.error
-        );
+        assert!(e.error.contains("max_decompressed_bytes (100 bytes)"), "{}", e.error);
     }
 
     /// Counts how much compressed input the decoder pulled.
@@ -395,21 +350,14 @@ mod tests {
         // 1 GiB of zeros is ~1 MB compressed: small enough to pass max_body_bytes.
         let bomb = gzip_bomb(1 << 30);
         let limits = Limits::default();
-        assert!(
-            bomb.len() <= limits.max_body_bytes,
-            "bomb is {} bytes",
-            bomb.len()
-        );
+        assert!(bomb.len() <= limits.max_body_bytes, "bomb is {} bytes", bomb.len());
 
         let e = decode(&bomb, Some("gzip"), &limits).unwrap_err();
         assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
 
         // And it stopped early: inflating 32 MiB of output consumed only a small prefix of the
         // compressed input (the whole bomb would need all of it).
-        let mut counting = CountingReader {
-            inner: &bomb,
-            read: 0,
-        };
+        let mut counting = CountingReader { inner: &bomb, read: 0 };
         let e = inflate_bounded(
             MultiGzDecoder::new(&mut counting),
             bomb.len(),

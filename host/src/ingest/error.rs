@@ -161,16 +161,13 @@ mod tests {
     use serde_json::{Value, json};
 
     async fn body_json(response: Response) -> Value {
-        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
-            .await
-            .unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
 
     #[tokio::test]
     async fn unprocessable_body_names_index_and_field_and_omits_the_rest() {
-        let response =
-            ApiError::unprocessable(3, Some("timestamp"), "event 3: bad timestamp").into_response();
+        let response = ApiError::unprocessable(3, Some("timestamp"), "event 3: bad timestamp").into_response();
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
             response.headers().get(header::CONTENT_TYPE).unwrap(),
@@ -184,9 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn syntax_error_body_carries_line_and_column() {
-        let response = ApiError::bad_request("malformed JSON")
-            .at(2, 7)
-            .into_response();
+        let response = ApiError::bad_request("malformed JSON").at(2, 7).into_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             body_json(response).await,
@@ -207,10 +202,7 @@ mod tests {
     async fn unauthorized_asks_for_a_bearer_token() {
         let response = ApiError::unauthorized().into_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            response.headers().get(header::WWW_AUTHENTICATE).unwrap(),
-            "Bearer"
-        );
+        assert_eq!(response.headers().get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
         assert!(response.headers().get(header::RETRY_AFTER).is_none());
     }
 
@@ -224,9 +216,6 @@ mod tests {
     #[test]
     fn display_shows_status_code_and_message() {
         let e = ApiError::unsupported_media_type("Content-Type `text/plain` is not accepted");
-        assert_eq!(
-            e.to_string(),
-            "415 Content-Type `text/plain` is not accepted"
-        );
+        assert_eq!(e.to_string(), "415 Content-Type `text/plain` is not accepted");
     }
 }

@@ -101,15 +101,29 @@ pub async fn post_sark(
     metrics().ingest.events_received(SARK_ROUTE, &events);
     let ack = accept(&state, events).await?;
     let audit_id = ack.event_ids.first().copied();
-    Ok((StatusCode::CREATED, Json(SarkAck { audit_id, status: "logged", ack })))
+    Ok((
+        StatusCode::CREATED,
+        Json(SarkAck {
+            audit_id,
+            status: "logged",
+            ack,
+        }),
+    ))
 }
 
 fn authenticate(state: &IngestState, presented: Option<&[u8]>, route: &'static str) -> Result<String, ApiError> {
-    presented.and_then(|t| state.tokens.authenticate(t)).map(str::to_owned).ok_or_else(|| {
-        let reason = if presented.is_some() { AuthFailure::Invalid } else { AuthFailure::Missing };
-        metrics().ingest.auth_failed(route, reason);
-        ApiError::unauthorized()
-    })
+    presented
+        .and_then(|t| state.tokens.authenticate(t))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            let reason = if presented.is_some() {
+                AuthFailure::Invalid
+            } else {
+                AuthFailure::Missing
+            };
+            metrics().ingest.auth_failed(route, reason);
+            ApiError::unauthorized()
+        })
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -118,7 +132,12 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 
 /// Read the body, refusing more than `max_body_bytes` without buffering it.
 async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<bytes::Bytes, ApiError> {
-    let too_large = || ApiError::too_large(format!("request body exceeds max_body_bytes ({} bytes)", limits.max_body_bytes));
+    let too_large = || {
+        ApiError::too_large(format!(
+            "request body exceeds max_body_bytes ({} bytes)",
+            limits.max_body_bytes
+        ))
+    };
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes) {
         return Err(too_large());
@@ -126,9 +145,12 @@ async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<b
     match axum::body::to_bytes(body, limits.max_body_bytes).await {
         Ok(b) => Ok(b),
         Err(e) => {
-            let over_limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            Err(if over_limit { too_large() } else { ApiError::bad_request("could not read the request body") })
+            let over_limit = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(if over_limit {
+                too_large()
+            } else {
+                ApiError::bad_request("could not read the request body")
+            })
         }
     }
 }
@@ -144,7 +166,10 @@ async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError
         match r.index {
             Some(index) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("stage `{}` failed on this event and its error policy is reject", r.stage),
+                format!(
+                    "stage `{}` failed on this event and its error policy is reject",
+                    r.stage
+                ),
             )
             .with_index(index),
             None => ApiError::internal(format!("stage `{}` failed and its error policy is reject", r.stage)),
@@ -158,7 +183,11 @@ async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError
         let records: Vec<QuarantineRecord> = output
             .quarantined
             .into_iter()
-            .map(|q| QuarantineRecord { event_id: q.event_id, stage: q.stage, error: q.error })
+            .map(|q| QuarantineRecord {
+                event_id: q.event_id,
+                stage: q.stage,
+                error: q.error,
+            })
             .collect();
         state.store.quarantine(&records).await.map_err(|e| {
             tracing::error!(error = %e, "cannot store quarantine records; refusing the request");
@@ -166,7 +195,13 @@ async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError
         })?;
     }
     if output.kept.is_empty() {
-        return Ok(Ack { accepted: 0, duplicates: 0, dropped, quarantined, event_ids });
+        return Ok(Ack {
+            accepted: 0,
+            duplicates: 0,
+            dropped,
+            quarantined,
+            event_ids,
+        });
     }
     let receipt = state.commit.commit(output.kept).await.map_err(|e| match e {
         CommitError::Overloaded => ApiError::unavailable(1),
@@ -177,5 +212,11 @@ async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError
         }
         CommitError::ShuttingDown => ApiError::unavailable(5),
     })?;
-    Ok(Ack { accepted: receipt.stored, duplicates: receipt.duplicates, dropped, quarantined, event_ids })
+    Ok(Ack {
+        accepted: receipt.stored,
+        duplicates: receipt.duplicates,
+        dropped,
+        quarantined,
+        event_ids,
+    })
 }

@@ -53,12 +53,7 @@ use crate::event::{Actor, Decision, Event, to_micros};
 
 /// Parse a decompressed body into canonical events (see the module docs for the rules).
 /// `source` is the name of the ingest token that authenticated the request.
-pub fn parse_events(
-    body: &[u8],
-    format: BodyFormat,
-    limits: &Limits,
-    source: &str,
-) -> Result<Vec<Event>, ApiError> {
+pub fn parse_events(body: &[u8], format: BodyFormat, limits: &Limits, source: &str) -> Result<Vec<Event>, ApiError> {
     let mut events = Vec::new();
     for_each_event_object(body, format, limits, |index, object| {
         events.push(canonical_event(index, object, source)?);
@@ -277,11 +272,7 @@ fn depth_error(index: usize, field: Option<&str>, max_depth: usize) -> ApiError 
 
 /// 422 if any value in the event nests deeper than `max_depth`, counting the event object as
 /// depth 1.
-fn check_depth(
-    index: usize,
-    object: &Map<String, Value>,
-    max_depth: usize,
-) -> Result<(), ApiError> {
+fn check_depth(index: usize, object: &Map<String, Value>, max_depth: usize) -> Result<(), ApiError> {
     let Some(budget) = max_depth.checked_sub(1) else {
         return Err(depth_error(index, None, max_depth));
     };
@@ -393,20 +384,14 @@ fn syntax_reason(e: &serde_json::Error) -> &'static str {
 /// A syntax error we found ourselves at byte `pos` of the body.
 fn syntax_error(body: &[u8], pos: usize, reason: &str) -> ApiError {
     let (line, column) = position(body, pos);
-    ApiError::bad_request(format!(
-        "malformed JSON at line {line}, column {column}: {reason}"
-    ))
-    .at(line, column)
+    ApiError::bad_request(format!("malformed JSON at line {line}, column {column}: {reason}")).at(line, column)
 }
 
 /// 1-based line and column of byte `pos`.
 fn position(body: &[u8], pos: usize) -> (usize, usize) {
     let before = &body[..pos.min(body.len())];
     let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     (line, pos - line_start + 1)
 }
 
@@ -453,11 +438,7 @@ pub(crate) fn json_type(value: &Value) -> &'static str {
 
 /// 422 for `field` of event `index`; `what` completes "`field` ...".
 pub(crate) fn invalid(index: usize, field: &str, what: impl std::fmt::Display) -> ApiError {
-    ApiError::unprocessable(
-        index,
-        Some(field),
-        format!("event {index}: `{field}` {what}"),
-    )
+    ApiError::unprocessable(index, Some(field), format!("event {index}: `{field}` {what}"))
 }
 
 pub(crate) fn missing(index: usize, field: &str) -> ApiError {
@@ -465,11 +446,7 @@ pub(crate) fn missing(index: usize, field: &str) -> ApiError {
 }
 
 /// An optional string field (`null` = absent).
-pub(crate) fn optional_string(
-    index: usize,
-    field: &str,
-    value: Value,
-) -> Result<Option<String>, ApiError> {
+pub(crate) fn optional_string(index: usize, field: &str, value: Value) -> Result<Option<String>, ApiError> {
     match value {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s)),
@@ -482,11 +459,7 @@ pub(crate) fn optional_string(
 }
 
 /// A string field that must hold something (`null` = absent, checked by the caller).
-pub(crate) fn non_empty_string(
-    index: usize,
-    field: &str,
-    value: Value,
-) -> Result<Option<String>, ApiError> {
+pub(crate) fn non_empty_string(index: usize, field: &str, value: Value) -> Result<Option<String>, ApiError> {
     match optional_string(index, field, value)? {
         Some(s) if s.trim().is_empty() => Err(invalid(index, field, "must not be empty")),
         other => Ok(other),
@@ -494,11 +467,7 @@ pub(crate) fn non_empty_string(
 }
 
 /// An optional object field (`null` = empty).
-pub(crate) fn optional_object(
-    index: usize,
-    field: &str,
-    value: Value,
-) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn optional_object(index: usize, field: &str, value: Value) -> Result<Map<String, Value>, ApiError> {
     match value {
         Value::Null => Ok(Map::new()),
         Value::Object(map) => Ok(map),
@@ -556,11 +525,7 @@ pub(crate) fn optional_timestamp(
     };
     match micros.and_then(DateTime::from_timestamp_micros) {
         Some(t) if (1970..=9999).contains(&t.year()) => Ok(Some(t)),
-        _ => Err(invalid(
-            index,
-            field,
-            "is outside the years 1970..=9999 (UTC)",
-        )),
+        _ => Err(invalid(index, field, "is outside the years 1970..=9999 (UTC)")),
     }
 }
 
@@ -611,9 +576,7 @@ fn scale_decimal(text: &str, pow: i32) -> Option<i64> {
         }
         digits = digits.checked_mul(10)?.checked_add(i128::from(c - b'0'))?;
     }
-    let shift = exp
-        .checked_add(pow)?
-        .checked_sub(i32::try_from(frac.len()).ok()?)?;
+    let shift = exp.checked_add(pow)?.checked_sub(i32::try_from(frac.len()).ok()?)?;
     let value = if shift >= 0 {
         digits.checked_mul(10i128.checked_pow(shift.unsigned_abs())?)?
     } else {
@@ -626,11 +589,7 @@ fn scale_decimal(text: &str, pow: i32) -> Option<i64> {
 }
 
 /// The canonical event from event object `index` of a request.
-fn canonical_event(
-    index: usize,
-    object: Map<String, Value>,
-    source: &str,
-) -> Result<Event, ApiError> {
+fn canonical_event(index: usize, object: Map<String, Value>, source: &str) -> Result<Event, ApiError> {
     let mut event_id = None;
     let mut event_type = None;
     let mut timestamp = None;
@@ -651,9 +610,7 @@ fn canonical_event(
         match field {
             "event_id" => event_id = optional_event_id(index, value)?,
             "event_type" => event_type = non_empty_string(index, field, value)?,
-            "timestamp" => {
-                timestamp = optional_timestamp(index, field, &value, NumericStrings::Refuse)?
-            }
+            "timestamp" => timestamp = optional_timestamp(index, field, &value, NumericStrings::Refuse)?,
             "actor" => actor = optional_actor(index, value)?,
             "agent_id" => agent_id = optional_string(index, field, value)?,
             "server_name" => server_name = optional_string(index, field, value)?,
@@ -708,22 +665,14 @@ fn optional_event_id(index: usize, value: Value) -> Result<Option<Uuid>, ApiErro
     match Uuid::parse_str(&text) {
         // The nil/max UUIDs are placeholders, not identities: taking one as the idempotency key
         // would silently merge every event a buggy sender posts into one.
-        Ok(id) if id.is_nil() || id.is_max() => Err(invalid(
-            index,
-            "event_id",
-            "must not be the nil or max UUID",
-        )),
+        Ok(id) if id.is_nil() || id.is_max() => Err(invalid(index, "event_id", "must not be the nil or max UUID")),
         Ok(id) => Ok(Some(id)),
         Err(_) => Err(invalid(index, "event_id", "must be a UUID")),
     }
 }
 
 /// `allow` or `deny` (`null` = absent).
-pub(crate) fn optional_decision(
-    index: usize,
-    field: &str,
-    value: Value,
-) -> Result<Option<Decision>, ApiError> {
+pub(crate) fn optional_decision(index: usize, field: &str, value: Value) -> Result<Option<Decision>, ApiError> {
     match optional_string(index, field, value)? {
         None => Ok(None),
         Some(s) => Decision::parse(&s)
@@ -733,10 +682,7 @@ pub(crate) fn optional_decision(
 }
 
 fn optional_actor(index: usize, value: Value) -> Result<Option<Actor>, ApiError> {
-    let mut actor = Actor {
-        kind: None,
-        id: None,
-    };
+    let mut actor = Actor { kind: None, id: None };
     for (key, value) in optional_object(index, "actor", value)? {
         match key.as_str() {
             "type" => actor.kind = optional_string(index, "actor.type", value)?,
@@ -798,10 +744,7 @@ mod tests {
         let events = json(OK).unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].event_type, "tool_invoke");
-        assert_eq!(
-            events[0].timestamp.to_rfc3339(),
-            "2025-01-15T10:30:00+00:00"
-        );
+        assert_eq!(events[0].timestamp.to_rfc3339(), "2025-01-15T10:30:00+00:00");
     }
 
     #[test]
@@ -811,11 +754,7 @@ mod tests {
             event_with("event_type", json!("a")),
             event_with("event_type", json!("b"))
         );
-        let types: Vec<_> = json(&body)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event_type)
-            .collect();
+        let types: Vec<_> = json(&body).unwrap().into_iter().map(|e| e.event_type).collect();
         assert_eq!(types, ["a", "b"]);
     }
 
@@ -958,11 +897,7 @@ mod tests {
             let e = parse_events(body.as_bytes(), format, &limits, "t").unwrap_err();
             assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE, "{format:?}");
             assert_eq!(e.index, Some(1), "{e}");
-            assert!(
-                e.error
-                    .contains(&format!("max_event_bytes is {}", OK.len())),
-                "{e}"
-            );
+            assert!(e.error.contains(&format!("max_event_bytes is {}", OK.len())), "{e}");
         }
         // Exactly at the limit is fine.
         assert!(parse_events(OK.as_bytes(), BodyFormat::Json, &limits, "t").is_ok());
@@ -994,8 +929,7 @@ mod tests {
         let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
         let body = format!(r#"{{"event_type":"x","timestamp":1,"metadata":{{"k":{deep}}}}}"#);
         for format in [BodyFormat::Json, BodyFormat::Ndjson] {
-            let e = parse_events(format!("{OK}\n{body}").as_bytes(), format, &limits(), "t")
-                .unwrap_err();
+            let e = parse_events(format!("{OK}\n{body}").as_bytes(), format, &limits(), "t").unwrap_err();
             assert_422(&e, 1, Some("metadata"));
         }
         let array = format!("[{OK},{body}]");
@@ -1050,11 +984,7 @@ mod tests {
 
     #[test]
     fn timestamp_without_offset_is_422() {
-        for v in [
-            json!("2025-01-15T10:30:00"),
-            json!("2025-01-15"),
-            json!("yesterday"),
-        ] {
+        for v in [json!("2025-01-15T10:30:00"), json!("2025-01-15"), json!("yesterday")] {
             let e = ts(v).unwrap_err();
             assert_422(&e, 0, Some("timestamp"));
         }
@@ -1067,10 +997,7 @@ mod tests {
         let t = ts(json!(1_700_000_000.123_456)).unwrap();
         assert_eq!(t.timestamp_micros(), 1_700_000_000_123_456);
         // Sub-microsecond digits are truncated, not rounded.
-        assert_eq!(
-            ts(json!(1.000_000_9)).unwrap().timestamp_micros(),
-            1_000_000
-        );
+        assert_eq!(ts(json!(1.000_000_9)).unwrap().timestamp_micros(), 1_000_000);
     }
 
     #[test]
@@ -1079,14 +1006,8 @@ mod tests {
             ts(json!(1_700_000_000_123_i64)).unwrap().timestamp_micros(),
             1_700_000_000_123_000
         );
-        assert_eq!(
-            ts(json!(100_000_000_000_i64)).unwrap().timestamp(),
-            100_000_000
-        );
-        assert_eq!(
-            ts(json!(99_999_999_999_i64)).unwrap().timestamp(),
-            99_999_999_999
-        );
+        assert_eq!(ts(json!(100_000_000_000_i64)).unwrap().timestamp(), 100_000_000);
+        assert_eq!(ts(json!(99_999_999_999_i64)).unwrap().timestamp(), 99_999_999_999);
         let t = ts(json!(1_700_000_000_123.456)).unwrap();
         assert_eq!(t.timestamp_micros(), 1_700_000_000_123_456);
     }
@@ -1124,10 +1045,7 @@ mod tests {
 
     #[test]
     fn scale_decimal_is_exact_and_truncates() {
-        assert_eq!(
-            scale_decimal("1700000000.123456", 6),
-            Some(1_700_000_000_123_456)
-        );
+        assert_eq!(scale_decimal("1700000000.123456", 6), Some(1_700_000_000_123_456));
         assert_eq!(scale_decimal("1.7e9", 6), Some(1_700_000_000_000_000));
         assert_eq!(scale_decimal("1.5e-7", 6), Some(0));
         assert_eq!(scale_decimal("0.0000019", 6), Some(1));
@@ -1238,9 +1156,7 @@ mod tests {
             let e = json(&event_with("decision", v)).unwrap_err();
             assert_422(&e, 0, Some("decision"));
         }
-        let e = json(&event_with("decision", json!("allow")))
-            .unwrap()
-            .remove(0);
+        let e = json(&event_with("decision", json!("allow"))).unwrap().remove(0);
         assert_eq!(e.decision, Some(Decision::Allow));
     }
 
@@ -1250,11 +1166,7 @@ mod tests {
         assert_422(&e, 0, Some("actor"));
         let e = json(&event_with("actor", json!({"id": 7}))).unwrap_err();
         assert_422(&e, 0, Some("actor.id"));
-        let e = json(&event_with(
-            "actor",
-            json!({"type": "user", "email": "a@b"}),
-        ))
-        .unwrap_err();
+        let e = json(&event_with("actor", json!({"type": "user", "email": "a@b"}))).unwrap_err();
         assert_422(&e, 0, Some("actor.email"));
         let e = json(&event_with("actor", json!({}))).unwrap().remove(0);
         assert_eq!(e.actor, None);
@@ -1268,10 +1180,7 @@ mod tests {
 
     #[test]
     fn unknown_top_level_field_is_422_pointing_at_metadata() {
-        let e = json(&format!(
-            r#"[{OK}, {{"event_type":"x","timestamp":1,"user":"alice"}}]"#
-        ))
-        .unwrap_err();
+        let e = json(&format!(r#"[{OK}, {{"event_type":"x","timestamp":1,"user":"alice"}}]"#)).unwrap_err();
         assert_422(&e, 1, Some("user"));
         assert!(e.error.contains("metadata"), "{e}");
         assert!(!e.error.contains("alice"), "{e}");
@@ -1290,8 +1199,7 @@ mod tests {
     fn source_in_the_body_is_refused_and_the_token_name_is_used() {
         let e = json(&event_with("source", json!("spoofed"))).unwrap_err();
         assert_422(&e, 0, Some("source"));
-        let events =
-            parse_events(OK.as_bytes(), BodyFormat::Json, &limits(), "sark-gateway").unwrap();
+        let events = parse_events(OK.as_bytes(), BodyFormat::Json, &limits(), "sark-gateway").unwrap();
         assert_eq!(events[0].source, "sark-gateway");
     }
 

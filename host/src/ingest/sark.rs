@@ -51,8 +51,8 @@ use uuid::Uuid;
 use super::body::BodyFormat;
 use super::error::ApiError;
 use super::parse::{
-    NumericStrings, field_name, for_each_event_object, invalid, missing, non_empty_string,
-    optional_decision, optional_object, optional_string, optional_timestamp,
+    NumericStrings, field_name, for_each_event_object, invalid, missing, non_empty_string, optional_decision,
+    optional_object, optional_string, optional_timestamp,
 };
 use crate::config::Limits;
 use crate::event::{Actor, Event};
@@ -97,9 +97,7 @@ fn sark_event(index: usize, object: Map<String, Value>, source: &str) -> Result<
                 decision = optional_decision(index, field, lowered)?;
             }
             "reason" => reason = optional_string(index, field, value)?,
-            "timestamp" => {
-                timestamp = optional_timestamp(index, field, &value, NumericStrings::Accept)?
-            }
+            "timestamp" => timestamp = optional_timestamp(index, field, &value, NumericStrings::Accept)?,
             "gateway_request_id" => gateway_request_id = optional_string(index, field, value)?,
             "metadata" => metadata = optional_object(index, field, value)?,
             _ => extras.push((key, value)),
@@ -177,11 +175,7 @@ mod tests {
     }
 
     fn parse(body: &Value) -> Result<Vec<Event>, ApiError> {
-        parse_sark(
-            body.to_string().as_bytes(),
-            &Limits::default(),
-            "sark-gateway",
-        )
+        parse_sark(body.to_string().as_bytes(), &Limits::default(), "sark-gateway")
     }
 
     fn without(field: &str) -> Value {
@@ -243,9 +237,7 @@ mod tests {
 
     #[test]
     fn user_and_agent_keep_the_user_as_actor() {
-        let e = parse(&with("agent_id", json!("agent_7")))
-            .unwrap()
-            .remove(0);
+        let e = parse(&with("agent_id", json!("agent_7"))).unwrap().remove(0);
         assert_eq!(e.actor_type(), Some("user"));
         assert_eq!(e.agent_id.as_deref(), Some("agent_7"));
     }
@@ -254,22 +246,12 @@ mod tests {
     fn decision_is_case_insensitive_and_other_values_are_422() {
         let e = parse(&with("decision", json!("DENY"))).unwrap().remove(0);
         assert_eq!(e.decision, Some(Decision::Deny));
-        assert_422(
-            &parse(&with("decision", json!("maybe"))).unwrap_err(),
-            0,
-            "decision",
-        );
+        assert_422(&parse(&with("decision", json!("maybe"))).unwrap_err(), 0, "decision");
     }
 
     #[test]
     fn fields_sark_requires_are_required() {
-        for field in [
-            "event_type",
-            "decision",
-            "reason",
-            "timestamp",
-            "gateway_request_id",
-        ] {
+        for field in ["event_type", "decision", "reason", "timestamp", "gateway_request_id"] {
             assert_422(&parse(&without(field)).unwrap_err(), 0, field);
             assert_422(&parse(&with(field, Value::Null)).unwrap_err(), 0, field);
         }
@@ -278,13 +260,7 @@ mod tests {
     #[test]
     fn optional_fields_may_be_absent() {
         let mut body = sark_body();
-        for field in [
-            "user_id",
-            "agent_id",
-            "server_name",
-            "tool_name",
-            "metadata",
-        ] {
+        for field in ["user_id", "agent_id", "server_name", "tool_name", "metadata"] {
             body.as_object_mut().unwrap().remove(field);
         }
         let e = parse(&body).unwrap().remove(0);
@@ -294,33 +270,19 @@ mod tests {
 
     #[test]
     fn wrong_types_are_422_naming_the_field() {
-        assert_422(
-            &parse(&with("user_id", json!(42))).unwrap_err(),
-            0,
-            "user_id",
-        );
-        assert_422(
-            &parse(&with("metadata", json!("x"))).unwrap_err(),
-            0,
-            "metadata",
-        );
+        assert_422(&parse(&with("user_id", json!(42))).unwrap_err(), 0, "user_id");
+        assert_422(&parse(&with("metadata", json!("x"))).unwrap_err(), 0, "metadata");
         assert_422(
             &parse(&with("gateway_request_id", json!(1))).unwrap_err(),
             0,
             "gateway_request_id",
         );
-        assert_422(
-            &parse(&with("timestamp", json!("soon"))).unwrap_err(),
-            0,
-            "timestamp",
-        );
+        assert_422(&parse(&with("timestamp", json!("soon"))).unwrap_err(), 0, "timestamp");
     }
 
     #[test]
     fn timestamp_accepts_integer_strings_and_rfc3339() {
-        let e = parse(&with("timestamp", json!("1736937000")))
-            .unwrap()
-            .remove(0);
+        let e = parse(&with("timestamp", json!("1736937000"))).unwrap().remove(0);
         assert_eq!(e.timestamp.timestamp(), 1_736_937_000);
         let e = parse(&with("timestamp", json!("2025-01-15T10:30:00Z")))
             .unwrap()
@@ -333,10 +295,7 @@ mod tests {
         let e = parse(&with("authorization_decision", json!("allow")))
             .unwrap()
             .remove(0);
-        assert_eq!(
-            e.metadata.get("authorization_decision"),
-            Some(&json!("allow"))
-        );
+        assert_eq!(e.metadata.get("authorization_decision"), Some(&json!("allow")));
         assert_eq!(e.metadata.get("duration_ms"), Some(&json!(45)));
     }
 

@@ -70,9 +70,8 @@ impl StageMetrics {
     pub fn new(stage: &str, role: StageRole) -> StageMetrics {
         let stage_kv = KeyValue::new("stage", stage.to_owned());
         let role_kv = KeyValue::new("role", role_label(role));
-        let with = |key: &'static str, value: &'static str| {
-            [stage_kv.clone(), role_kv.clone(), KeyValue::new(key, value)]
-        };
+        let with =
+            |key: &'static str, value: &'static str| [stage_kv.clone(), role_kv.clone(), KeyValue::new(key, value)];
         let m = StageMetrics {
             stage: stage.to_owned(),
             role,
@@ -181,7 +180,9 @@ mod tests {
         );
         // Created at zero before anything failed.
         assert!(
-            text.contains(r#"auditflow_stage_call_failures_total{kind="timeout",role="custom",stage="unit-test-stage"} 0"#),
+            text.contains(
+                r#"auditflow_stage_call_failures_total{kind="timeout",role="custom",stage="unit-test-stage"} 0"#
+            ),
             "{text}"
         );
     }

@@ -53,7 +53,9 @@ pub struct PipelineSlot {
 
 impl PipelineSlot {
     pub fn new(pipeline: Pipeline) -> PipelineSlot {
-        PipelineSlot { current: std::sync::RwLock::new(std::sync::Arc::new(pipeline)) }
+        PipelineSlot {
+            current: std::sync::RwLock::new(std::sync::Arc::new(pipeline)),
+        }
     }
 
     pub fn current(&self) -> std::sync::Arc<Pipeline> {
@@ -101,9 +103,17 @@ pub struct Rejected {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("stages[{index}] (`{stage}`): {source}")]
-    Plugin { index: usize, stage: String, source: PluginError },
+    Plugin {
+        index: usize,
+        stage: String,
+        source: PluginError,
+    },
     #[error("stages[{index}].secrets.{name}: {message}")]
-    Secret { index: usize, name: String, message: String },
+    Secret {
+        index: usize,
+        name: String,
+        message: String,
+    },
 }
 
 impl Pipeline {
@@ -113,7 +123,10 @@ impl Pipeline {
         for (index, sc) in config.stages.iter().enumerate() {
             stages.push(Self::build_stage(config, engine, index, sc).await?);
         }
-        Ok(Pipeline { stages, batch_size: config.pipeline.batch_size })
+        Ok(Pipeline {
+            stages,
+            batch_size: config.pipeline.batch_size,
+        })
     }
 
     async fn build_stage(
@@ -122,12 +135,19 @@ impl Pipeline {
         index: usize,
         sc: &StageConfig,
     ) -> Result<Stage, BuildError> {
-        let plugin_err = |source| BuildError::Plugin { index, stage: sc.name.clone(), source };
+        let plugin_err = |source| BuildError::Plugin {
+            index,
+            stage: sc.name.clone(),
+            source,
+        };
         let component = engine.load(&sc.plugin, &config.base_dir).map_err(plugin_err)?;
         let mut stage_config = sc.config.clone();
         for (name, source) in &sc.secrets {
-            let value = config.read_secret(source)
-                .map_err(|message| BuildError::Secret { index, name: name.clone(), message })?;
+            let value = config.read_secret(source).map_err(|message| BuildError::Secret {
+                index,
+                name: name.clone(),
+                message,
+            })?;
             if let Some(obj) = stage_config.as_object_mut() {
                 obj.insert(name.clone(), serde_json::Value::String(value));
             }
@@ -150,7 +170,10 @@ impl Pipeline {
         if let Some(n) = sc.instances {
             limits.instances = n;
         }
-        let context = StageContext { stage: sc.name.clone(), lookups };
+        let context = StageContext {
+            stage: sc.name.clone(),
+            lookups,
+        };
         let pool = TransformPool::new(engine, &component, context, stage_config.to_string(), limits)
             .await
             .map_err(plugin_err)?;
@@ -170,7 +193,10 @@ impl Pipeline {
 
     /// Run every event through the chain.
     pub async fn run(&self, events: Vec<Event>) -> Result<PipelineOutput, Rejected> {
-        let mut out = PipelineOutput { kept: Vec::with_capacity(events.len()), ..Default::default() };
+        let mut out = PipelineOutput {
+            kept: Vec::with_capacity(events.len()),
+            ..Default::default()
+        };
         if self.stages.is_empty() {
             out.kept = events;
             return Ok(out);
@@ -325,8 +351,15 @@ impl Stage {
     /// retry gets a healthy one — and only the events that fail alone are failures.
     async fn process_isolating(&self, batch: &[WitEvent]) -> Vec<EventResult> {
         match self.call(batch).await {
-            Ok(outcomes) => batch.iter().zip(outcomes).map(|(before, o)| self.event_result(before, o)).collect(),
-            Err(e) if batch.len() == 1 => vec![EventResult::Failed(Failure { summary: e.to_string(), plugin_reported: false })],
+            Ok(outcomes) => batch
+                .iter()
+                .zip(outcomes)
+                .map(|(before, o)| self.event_result(before, o))
+                .collect(),
+            Err(e) if batch.len() == 1 => vec![EventResult::Failed(Failure {
+                summary: e.to_string(),
+                plugin_reported: false,
+            })],
             Err(e) => {
                 tracing::warn!(stage = %self.name, events = batch.len(), error = %e, "stage call failed; re-running its batch event by event");
                 let mut results = Vec::with_capacity(batch.len());
@@ -334,9 +367,15 @@ impl Stage {
                     results.push(match self.call(std::slice::from_ref(event)).await {
                         Ok(mut o) => match o.pop() {
                             Some(outcome) => self.event_result(event, outcome),
-                            None => EventResult::Failed(Failure { summary: "no outcome".into(), plugin_reported: false }),
+                            None => EventResult::Failed(Failure {
+                                summary: "no outcome".into(),
+                                plugin_reported: false,
+                            }),
                         },
-                        Err(e) => EventResult::Failed(Failure { summary: e.to_string(), plugin_reported: false }),
+                        Err(e) => EventResult::Failed(Failure {
+                            summary: e.to_string(),
+                            plugin_reported: false,
+                        }),
                     });
                 }
                 results
@@ -362,7 +401,10 @@ impl Stage {
             WitOutcome::Keep(e) => match check_keep(before, &e) {
                 Ok(()) => EventResult::Keep(e),
                 Err(message) => {
-                    self.metrics.record_failure(&PluginError::Contract { stage: self.name.clone(), message: message.clone() });
+                    self.metrics.record_failure(&PluginError::Contract {
+                        stage: self.name.clone(),
+                        message: message.clone(),
+                    });
                     EventResult::Failed(Failure {
                         summary: format!("stage `{}` broke the contract: {message}", self.name),
                         plugin_reported: false,
@@ -380,4 +422,3 @@ impl Stage {
         }
     }
 }
-

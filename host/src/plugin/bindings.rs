@@ -66,8 +66,8 @@ pub fn from_wit(wit: WitEvent, original: &Event) -> Result<Event, String> {
     if event_id != original.event_id {
         return Err("plugin changed event-id".into());
     }
-    let timestamp = DateTime::from_timestamp_micros(wit.timestamp_us)
-        .ok_or_else(|| "timestamp-us is out of range".to_owned())?;
+    let timestamp =
+        DateTime::from_timestamp_micros(wit.timestamp_us).ok_or_else(|| "timestamp-us is out of range".to_owned())?;
     let decision = match wit.decision.as_deref() {
         None => None,
         Some(d) => Some(Decision::parse(d).ok_or_else(|| "decision must be allow or deny".to_owned())?),
@@ -107,7 +107,11 @@ fn parse_metadata(text: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err("metadata is not a JSON object".into()),
-        Err(e) => Err(format!("metadata is not valid JSON (line {}, column {})", e.line(), e.column())),
+        Err(e) => Err(format!(
+            "metadata is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )),
     }
 }
 
@@ -120,7 +124,10 @@ mod tests {
             event_id: Uuid::now_v7(),
             event_type: "tool_invoke".into(),
             timestamp: DateTime::from_timestamp_micros(1_780_000_000_123_456).unwrap(),
-            actor: Some(Actor { kind: Some("user".into()), id: Some("u1".into()) }),
+            actor: Some(Actor {
+                kind: Some("user".into()),
+                id: Some("u1".into()),
+            }),
             agent_id: Some("agent-1".into()),
             server_name: None,
             tool_name: Some("query".into()),

@@ -52,7 +52,11 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { fuel: false, max_memory_bytes: 256 << 20, instance_slots: 64 }
+        EngineOptions {
+            fuel: false,
+            max_memory_bytes: 256 << 20,
+            instance_slots: 64,
+        }
     }
 }
 
@@ -86,13 +90,21 @@ impl PluginEngine {
         let instances: usize = config.stages.iter().map(|s| s.instances.unwrap_or(cores)).sum();
         Self::with_options(EngineOptions {
             fuel: config.stages.iter().any(|s| s.fuel.is_some()),
-            max_memory_bytes: config.stages.iter().map(|s| (s.max_memory_mb as usize) << 20).max().unwrap_or(256 << 20),
+            max_memory_bytes: config
+                .stages
+                .iter()
+                .map(|s| (s.max_memory_mb as usize) << 20)
+                .max()
+                .unwrap_or(256 << 20),
             instance_slots: (2 * instances + 16).max(64) as u32,
         })
     }
 
     pub fn with_options(options: EngineOptions) -> Result<PluginEngine, PluginError> {
-        let err = |message: String| PluginError::Load { plugin: "(engine)".into(), message };
+        let err = |message: String| PluginError::Load {
+            plugin: "(engine)".into(),
+            message,
+        };
         // The pooling allocator makes fresh instances (after a trap, on reload) cheap, but
         // reserves a lot of address space up front; where the host cannot reserve it, fall
         // back to on-demand allocation rather than refuse to start.
@@ -132,7 +144,10 @@ impl PluginEngine {
     }
 
     fn finish(engine: Engine, fuel: bool, pooling: bool) -> Result<PluginEngine, PluginError> {
-        let err = |message: String| PluginError::Load { plugin: "(engine)".into(), message };
+        let err = |message: String| PluginError::Load {
+            plugin: "(engine)".into(),
+            message,
+        };
 
         let mut linker = Linker::new(&engine);
         // Rust wasm32-wasip2 guests import WASI even when they never use it; link it against
@@ -158,7 +173,15 @@ impl PluginEngine {
                 })
                 .map_err(|e| err(e.to_string()))?;
         }
-        Ok(PluginEngine { inner: Arc::new(Inner { engine, fuel, pooling, linker, ticker_stop }) })
+        Ok(PluginEngine {
+            inner: Arc::new(Inner {
+                engine,
+                fuel,
+                pooling,
+                linker,
+                ticker_stop,
+            }),
+        })
     }
 
     /// Whether instances come from the pooling allocator (false: on-demand fallback).
@@ -181,7 +204,10 @@ impl PluginEngine {
     /// Load a plugin named in config: a built-in name (`redact`, `enrich`, …) or a path to a
     /// `.wasm` component, relative to `base_dir`.
     pub fn load(&self, plugin: &str, base_dir: &Path) -> Result<LoadedComponent, PluginError> {
-        let err = |message: String| PluginError::Load { plugin: plugin.to_owned(), message };
+        let err = |message: String| PluginError::Load {
+            plugin: plugin.to_owned(),
+            message,
+        };
         let component = if let Some(bytes) = auditflow_artifacts::builtin(plugin) {
             Component::from_binary(&self.inner.engine, bytes).map_err(|e| err(format!("{e:#}")))?
         } else if plugin.ends_with(".wasm") {
@@ -199,7 +225,11 @@ impl PluginEngine {
             )));
         };
         let world = self.world_of(&component).map_err(err)?;
-        Ok(LoadedComponent { name: plugin.to_owned(), component, world })
+        Ok(LoadedComponent {
+            name: plugin.to_owned(),
+            component,
+            world,
+        })
     }
 
     /// Find which contract interface the component exports, and refuse an incompatible major

@@ -125,11 +125,21 @@ impl<W: PluginWorld> Pool<W> {
         if component.world != W::KIND {
             return Err(PluginError::Load {
                 plugin: component.name.clone(),
-                message: format!("implements the {:?} world, but stage `{stage}` needs {:?}", component.world, W::KIND),
+                message: format!(
+                    "implements the {:?} world, but stage `{stage}` needs {:?}",
+                    component.world,
+                    W::KIND
+                ),
             });
         }
-        let load_err = |e: wasmtime::Error| PluginError::Load { plugin: component.name.clone(), message: format!("{e:#}") };
-        let pre = engine.linker().instantiate_pre(&component.component).map_err(load_err)?;
+        let load_err = |e: wasmtime::Error| PluginError::Load {
+            plugin: component.name.clone(),
+            message: format!("{e:#}"),
+        };
+        let pre = engine
+            .linker()
+            .instantiate_pre(&component.component)
+            .map_err(load_err)?;
         let pre = W::pre(pre).map_err(load_err)?;
         let pool = Pool {
             stage,
@@ -168,9 +178,18 @@ impl<W: PluginWorld> Pool<W> {
             wasmtime::Result::Ok((bindings, init))
         };
         match tokio::time::timeout(self.limits.timeout, run).await {
-            Err(_) => Err(PluginError::Timeout { stage: self.stage.clone(), timeout_ms: self.limits.timeout.as_millis() as u64 }),
-            Ok(Err(e)) => Err(PluginError::Trap { stage: self.stage.clone(), message: trap_message(&e) }),
-            Ok(Ok((_, Err(message)))) => Err(PluginError::Init { stage: self.stage.clone(), message }),
+            Err(_) => Err(PluginError::Timeout {
+                stage: self.stage.clone(),
+                timeout_ms: self.limits.timeout.as_millis() as u64,
+            }),
+            Ok(Err(e)) => Err(PluginError::Trap {
+                stage: self.stage.clone(),
+                message: trap_message(&e),
+            }),
+            Ok(Ok((_, Err(message)))) => Err(PluginError::Init {
+                stage: self.stage.clone(),
+                message,
+            }),
             Ok(Ok((bindings, Ok(())))) => {
                 tracing::debug!(stage = %self.stage, elapsed_us = started.elapsed().as_micros() as u64, "plugin instance ready");
                 Ok(Instance { store, bindings })
@@ -213,7 +232,10 @@ impl<W: PluginWorld> Pool<W> {
                 self.put_back(instance);
                 Ok(result)
             }
-            Ok(Err(e)) => Err(PluginError::Trap { stage: self.stage.clone(), message: trap_message(&e) }),
+            Ok(Err(e)) => Err(PluginError::Trap {
+                stage: self.stage.clone(),
+                message: trap_message(&e),
+            }),
             Err(_) => Err(PluginError::Timeout {
                 stage: self.stage.clone(),
                 timeout_ms: self.limits.timeout.as_millis() as u64,

@@ -50,7 +50,14 @@ pub struct Breaker {
 
 impl Breaker {
     pub fn new(threshold: u32, open_for: Duration) -> Breaker {
-        Breaker { threshold: threshold.max(1), open_for, failures: 0, state: BreakerState::Closed, until: Instant::now(), stopped: false }
+        Breaker {
+            threshold: threshold.max(1),
+            open_for,
+            failures: 0,
+            state: BreakerState::Closed,
+            until: Instant::now(),
+            stopped: false,
+        }
     }
 
     pub fn state(&self) -> BreakerState {

@@ -22,11 +22,18 @@ pub struct DatadogLogs {
 }
 
 impl DatadogLogs {
-    pub fn new(config: &SinkConfig, key: &str, transport: impl FnOnce(HeaderMap) -> Result<Transport, String>) -> Result<DatadogLogs, String> {
+    pub fn new(
+        config: &SinkConfig,
+        key: &str,
+        transport: impl FnOnce(HeaderMap) -> Result<Transport, String>,
+    ) -> Result<DatadogLogs, String> {
         let url = endpoint_url(&config.endpoint, "/api/v2/logs")?;
         let mut headers = HeaderMap::new();
         headers.insert(HeaderName::from_static("dd-api-key"), secret_header(key)?);
-        Ok(DatadogLogs { transport: transport(headers)?, url })
+        Ok(DatadogLogs {
+            transport: transport(headers)?,
+            url,
+        })
     }
 }
 
@@ -48,7 +55,9 @@ impl Sink for DatadogLogs {
     }
 
     async fn send(&self, body: &RequestBody) -> Attempt {
-        self.transport.post(&self.url, self.framing().content_type(), body).await
+        self.transport
+            .post(&self.url, self.framing().content_type(), body)
+            .await
     }
 
     fn classify(&self, attempt: &Attempt) -> Decision {

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::Sink;
 use super::batch::Framing;
 use super::breaker::Breaker;
 use super::metrics::SinkMetrics;
 use super::retry::{Backoff, Decision, Refusal};
 use super::status::SinkStatus;
 use super::transport::{Attempt, RequestBody};
-use super::Sink;
 
 /// One document of a batch.
 #[derive(Debug, Clone, Copy)]
@@ -116,12 +116,18 @@ impl Delivery {
         todo: &mut Vec<Range<usize>>,
         out: &mut Outcome,
     ) -> Result<(), Halt> {
-        let body = self.policy.framing.encode(docs[range.clone()].iter().map(|d| d.text), self.policy.gzip);
+        let body = self
+            .policy
+            .framing
+            .encode(docs[range.clone()].iter().map(|d| d.text), self.policy.gzip);
         if body.uncompressed > self.policy.max_bytes {
             if range.len() == 1 {
                 let why = Refusal::new(
                     "too_large",
-                    format!("{} bytes formatted, more than the sink's max_bytes {}", body.uncompressed, self.policy.max_bytes),
+                    format!(
+                        "{} bytes formatted, more than the sink's max_bytes {}",
+                        body.uncompressed, self.policy.max_bytes
+                    ),
                 );
                 out.dead.push((range.start, why));
                 return Ok(());
@@ -142,7 +148,10 @@ impl Delivery {
                             AckResult::Shutdown => return Err(Halt::Shutdown),
                             AckResult::TimedOut => {
                                 tracing::warn!(sink = %self.status.name, ack_id = id, events = range.len(), "batch not acknowledged in time; resending it");
-                                self.failed(format!("ackId {id} not acknowledged within {} ms", settings.timeout.as_millis()));
+                                self.failed(format!(
+                                    "ackId {id} not acknowledged within {} ms",
+                                    settings.timeout.as_millis()
+                                ));
                                 failures += 1;
                                 self.metrics.retried();
                                 self.check_attempts(failures)?;
@@ -172,7 +181,10 @@ impl Delivery {
                     }
                     return Ok(());
                 }
-                Decision::DeadLetter { first_bad: Some(n), why } if n < range.len() => {
+                Decision::DeadLetter {
+                    first_bad: Some(n),
+                    why,
+                } if n < range.len() => {
                     self.succeeded();
                     let bad = range.start + n;
                     tracing::warn!(sink = %self.status.name, event_id = %docs[bad].event_id, seq = docs[bad].seq, reason = %why.reason, "destination refused one event; dead-lettering it");

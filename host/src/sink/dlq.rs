@@ -46,22 +46,41 @@ pub struct ReplayReport {
 }
 
 /// Dead letters, oldest first.
-pub async fn list(store: &dyn Store, sink: Option<&str>, include_replayed: bool, limit: i64) -> Result<Vec<DeadLettered>, SinkError> {
-    let q = DeadLetterQuery { sink: sink.map(str::to_owned), include_replayed, limit };
+pub async fn list(
+    store: &dyn Store,
+    sink: Option<&str>,
+    include_replayed: bool,
+    limit: i64,
+) -> Result<Vec<DeadLettered>, SinkError> {
+    let q = DeadLetterQuery {
+        sink: sink.map(str::to_owned),
+        include_replayed,
+        limit,
+    };
     Ok(store.dead_letters(&q).await?)
 }
 
 /// Replay the pending dead letters of every sink in `config` (or of `only`).
-pub async fn replay(config: &Config, store: Arc<dyn Store>, only: Option<&str>) -> Result<Vec<ReplayReport>, SinkError> {
+pub async fn replay(
+    config: &Config,
+    store: Arc<dyn Store>,
+    only: Option<&str>,
+) -> Result<Vec<ReplayReport>, SinkError> {
     if let Some(name) = only
         && !config.sinks.iter().any(|s| s.name == name)
     {
-        return Err(SinkError::Config { sink: name.to_owned(), message: "no sink of that name in the config".into() });
+        return Err(SinkError::Config {
+            sink: name.to_owned(),
+            message: "no sink of that name in the config".into(),
+        });
     }
     let engine = PluginEngine::new()?;
     let mut reports = Vec::new();
     for sc in config.sinks.iter().filter(|s| only.is_none_or(|n| n == s.name)) {
-        let mut report = ReplayReport { sink: sc.name.clone(), ..ReplayReport::default() };
+        let mut report = ReplayReport {
+            sink: sc.name.clone(),
+            ..ReplayReport::default()
+        };
         let letters = list(store.as_ref(), Some(&sc.name), false, REPLAY_LIMIT).await?;
         report.pending = letters.len();
         if letters.is_empty() {
@@ -101,12 +120,25 @@ pub async fn replay(config: &Config, store: Arc<dyn Store>, only: Option<&str>) 
             stop,
         };
         for chunk in sendable.chunks(sc.max_events()) {
-            let docs: Vec<Doc<'_>> =
-                chunk.iter().map(|(row, text)| Doc { seq: row.seq, event_id: row.event.event_id, text }).collect();
+            let docs: Vec<Doc<'_>> = chunk
+                .iter()
+                .map(|(row, text)| Doc {
+                    seq: row.seq,
+                    event_id: row.event.event_id,
+                    text,
+                })
+                .collect();
             let outcome = delivery.deliver(&docs).await;
-            let dead: HashSet<usize> = outcome.dead.iter().map(|(i, _)| *i).filter(|i| *i < outcome.settled).collect();
-            let delivered: Vec<uuid::Uuid> =
-                (0..outcome.settled).filter(|i| !dead.contains(i)).map(|i| docs[i].event_id).collect();
+            let dead: HashSet<usize> = outcome
+                .dead
+                .iter()
+                .map(|(i, _)| *i)
+                .filter(|i| *i < outcome.settled)
+                .collect();
+            let delivered: Vec<uuid::Uuid> = (0..outcome.settled)
+                .filter(|i| !dead.contains(i))
+                .map(|i| docs[i].event_id)
+                .collect();
             store.mark_dead_letters_replayed(&sc.name, &delivered).await?;
             report.delivered += delivered.len();
             for (i, why) in outcome.dead.iter().filter(|(i, _)| *i < outcome.settled) {
@@ -125,12 +157,22 @@ pub async fn replay(config: &Config, store: Arc<dyn Store>, only: Option<&str>) 
 }
 
 fn letter(sink: &str, row: &StoredEvent, reason: &str, detail: &str) -> DeadLetter {
-    DeadLetter { sink: sink.to_owned(), event_id: row.event.event_id, seq: row.seq, reason: reason.into(), detail: detail.into() }
+    DeadLetter {
+        sink: sink.to_owned(),
+        event_id: row.event.event_id,
+        seq: row.seq,
+        reason: reason.into(),
+        detail: detail.into(),
+    }
 }
 
 /// The stored event a dead letter names, if it is still there.
 async fn event_at(store: &dyn Store, letter: &DeadLetter) -> Result<Option<StoredEvent>, SinkError> {
-    let q = EventQuery { after_seq: Some(letter.seq - 1), limit: 1, ..EventQuery::default() };
+    let q = EventQuery {
+        after_seq: Some(letter.seq - 1),
+        limit: 1,
+        ..EventQuery::default()
+    };
     let row = store.query(&q).await?.into_iter().next();
     Ok(row.filter(|r| r.seq == letter.seq && r.event.event_id == letter.event_id))
 }

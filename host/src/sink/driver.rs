@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::Sink;
 use super::batch::{BatchLimits, Buffer, Pending};
 use super::delivery::{Delivery, Doc, Halt};
 use super::metrics::SinkMetrics;
 use super::retry::Refusal;
 use super::status::SinkStatus;
-use super::Sink;
 use crate::event::StoredEvent;
 use crate::plugin::FormatterPool;
 use crate::plugin::bindings::to_wit;
@@ -112,7 +112,10 @@ impl SinkDriver {
         let mut buffer = Buffer::new(cursor);
         let mut cursor = cursor;
         let mut last_lease_check = Instant::now();
-        let poll = self.limits.max_wait.clamp(Duration::from_millis(10), Duration::from_millis(200));
+        let poll = self
+            .limits
+            .max_wait
+            .clamp(Duration::from_millis(10), Duration::from_millis(200));
         loop {
             if *self.stop.borrow() {
                 return Exit::Shutdown;
@@ -146,7 +149,13 @@ impl SinkDriver {
         let items: Vec<&Pending> = buffer.front(n).collect();
         let docs: Vec<Doc<'_>> = items
             .iter()
-            .filter_map(|p| p.doc.as_deref().map(|text| Doc { seq: p.seq, event_id: p.event_id, text }))
+            .filter_map(|p| {
+                p.doc.as_deref().map(|text| Doc {
+                    seq: p.seq,
+                    event_id: p.event_id,
+                    text,
+                })
+            })
             .collect();
         let outcome = self.delivery.deliver(&docs).await;
         // Items up to the first unsettled document (items without one settled at formatting).
@@ -205,7 +214,13 @@ impl SinkDriver {
     }
 
     fn letter(&self, seq: i64, event_id: uuid::Uuid, why: &Refusal) -> DeadLetter {
-        DeadLetter { sink: self.name.clone(), event_id, seq, reason: why.reason.clone(), detail: why.detail.clone() }
+        DeadLetter {
+            sink: self.name.clone(),
+            event_id,
+            seq,
+            reason: why.reason.clone(),
+            detail: why.detail.clone(),
+        }
     }
 
     /// Read and format the next events after what the buffer holds.
@@ -214,7 +229,11 @@ impl SinkDriver {
         if room == 0 {
             return Ok(());
         }
-        let q = EventQuery { after_seq: Some(buffer.read_upto()), limit: room as i64, ..EventQuery::default() };
+        let q = EventQuery {
+            after_seq: Some(buffer.read_upto()),
+            limit: room as i64,
+            ..EventQuery::default()
+        };
         let rows = self.store.query(&q).await?;
         if rows.is_empty() {
             return Ok(());
@@ -223,7 +242,11 @@ impl SinkDriver {
         let letters: Vec<DeadLetter> = rows
             .iter()
             .zip(&docs)
-            .filter_map(|(row, doc)| doc.as_ref().err().map(|why| self.letter(row.seq, row.event.event_id, why)))
+            .filter_map(|(row, doc)| {
+                doc.as_ref()
+                    .err()
+                    .map(|why| self.letter(row.seq, row.event.event_id, why))
+            })
             .collect();
         if !letters.is_empty() {
             for l in &letters {
@@ -235,7 +258,12 @@ impl SinkDriver {
         }
         let now = Instant::now();
         for (row, doc) in rows.iter().zip(docs) {
-            buffer.push(Pending { seq: row.seq, event_id: row.event.event_id, doc: doc.ok(), since: now });
+            buffer.push(Pending {
+                seq: row.seq,
+                event_id: row.event.event_id,
+                doc: doc.ok(),
+                since: now,
+            });
         }
         Ok(())
     }
@@ -305,7 +333,13 @@ pub async fn format_events(
 /// Keep the sink's backlog (committed events behind its durable cursor) in its status and
 /// gauge, once a second, on every replica: also while the driver waits out an outage or
 /// stands by, when it cannot update it itself.
-pub async fn report_backlog(name: String, store: Arc<dyn Store>, status: Arc<SinkStatus>, metrics: Arc<SinkMetrics>, mut stop: watch::Receiver<bool>) {
+pub async fn report_backlog(
+    name: String,
+    store: Arc<dyn Store>,
+    status: Arc<SinkStatus>,
+    metrics: Arc<SinkMetrics>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let position = async { Ok::<_, StoreError>((store.sink_cursor(&name).await?, store.last_seq().await?)) }.await;
         match position {

@@ -21,13 +21,20 @@ pub struct HttpNdjson {
 }
 
 impl HttpNdjson {
-    pub fn new(config: &SinkConfig, token: Option<&str>, transport: impl FnOnce(HeaderMap) -> Result<Transport, String>) -> Result<HttpNdjson, String> {
+    pub fn new(
+        config: &SinkConfig,
+        token: Option<&str>,
+        transport: impl FnOnce(HeaderMap) -> Result<Transport, String>,
+    ) -> Result<HttpNdjson, String> {
         let url = endpoint_url(&config.endpoint, "")?;
         let mut headers = HeaderMap::new();
         if let Some(token) = token {
             headers.insert(AUTHORIZATION, secret_header(&format!("Bearer {token}"))?);
         }
-        Ok(HttpNdjson { transport: transport(headers)?, url })
+        Ok(HttpNdjson {
+            transport: transport(headers)?,
+            url,
+        })
     }
 }
 
@@ -52,7 +59,9 @@ impl Sink for HttpNdjson {
     }
 
     async fn send(&self, body: &RequestBody) -> Attempt {
-        self.transport.post(&self.url, self.framing().content_type(), body).await
+        self.transport
+            .post(&self.url, self.framing().content_type(), body)
+            .await
     }
 
     fn classify(&self, attempt: &Attempt) -> Decision {

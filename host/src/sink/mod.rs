@@ -101,7 +101,10 @@ pub struct AckSettings {
 
 impl AckSettings {
     fn from_config(c: &SinkConfig) -> AckSettings {
-        AckSettings { poll: Duration::from_millis(c.ack_poll_ms), timeout: Duration::from_millis(c.ack_timeout_ms) }
+        AckSettings {
+            poll: Duration::from_millis(c.ack_poll_ms),
+            timeout: Duration::from_millis(c.ack_timeout_ms),
+        }
     }
 }
 
@@ -130,16 +133,24 @@ fn endpoint_url(endpoint: &str, default_path: &str) -> Result<Url, String> {
 
 /// A header value holding a secret: marked sensitive, so it never shows in debug output.
 fn secret_header(value: &str) -> Result<HeaderValue, String> {
-    let mut v = HeaderValue::from_str(value).map_err(|_| "the token contains characters not allowed in a header".to_owned())?;
+    let mut v =
+        HeaderValue::from_str(value).map_err(|_| "the token contains characters not allowed in a header".to_owned())?;
     v.set_sensitive(true);
     Ok(v)
 }
 
-
 /// The protocol side of a configured sink.
 pub fn build_sink(config: &Config, sc: &SinkConfig) -> Result<Arc<dyn Sink>, SinkError> {
-    let err = |message: String| SinkError::Config { sink: sc.name.clone(), message };
-    let token = sc.token.as_ref().map(|t| config.read_secret(t)).transpose().map_err(|m| err(format!("token: {m}")))?;
+    let err = |message: String| SinkError::Config {
+        sink: sc.name.clone(),
+        message,
+    };
+    let token = sc
+        .token
+        .as_ref()
+        .map(|t| config.read_secret(t))
+        .transpose()
+        .map_err(|m| err(format!("token: {m}")))?;
     let timeout = Duration::from_millis(sc.request_timeout_ms);
     let max_retry_after = Duration::from_secs(sc.retry.max_retry_after_secs);
     let transport = |headers| Transport::new(headers, timeout, max_retry_after);
@@ -154,10 +165,21 @@ pub fn build_sink(config: &Config, sc: &SinkConfig) -> Result<Arc<dyn Sink>, Sin
 
 /// The sink's formatter plugin, initialised with its `formatter_config` (a bad config fails
 /// here, at start-up).
-pub async fn build_formatter(config: &Config, sc: &SinkConfig, engine: &PluginEngine) -> Result<FormatterPool, SinkError> {
+pub async fn build_formatter(
+    config: &Config,
+    sc: &SinkConfig,
+    engine: &PluginEngine,
+) -> Result<FormatterPool, SinkError> {
     let component = engine.load(sc.formatter(), &config.base_dir)?;
-    let context = StageContext { stage: format!("sink {}", sc.name), lookups: Default::default() };
-    let limits = InstanceLimits { timeout: FORMATTER_TIMEOUT, instances: 1, ..InstanceLimits::default() };
+    let context = StageContext {
+        stage: format!("sink {}", sc.name),
+        lookups: Default::default(),
+    };
+    let limits = InstanceLimits {
+        timeout: FORMATTER_TIMEOUT,
+        instances: 1,
+        ..InstanceLimits::default()
+    };
     Ok(FormatterPool::new(engine, &component, context, sc.formatter_config.to_string(), limits).await?)
 }
 
@@ -197,7 +219,12 @@ impl SinkSet {
             let sink = build_sink(config, sc)?;
             let formatter = Arc::new(build_formatter(config, sc, engine).await?);
             let status = Arc::new(SinkStatus::new(&sc.name, sc.kind));
-            sinks.push(BuiltSink { config: sc.clone(), sink, formatter, status });
+            sinks.push(BuiltSink {
+                config: sc.clone(),
+                sink,
+                formatter,
+                status,
+            });
         }
         Ok(SinkSet { sinks })
     }
@@ -280,8 +307,18 @@ mod tests {
 
     #[test]
     fn endpoint_gets_the_vendor_path_only_when_it_has_none() {
-        assert_eq!(endpoint_url("http://127.0.0.1:8088", "/services/collector/event").unwrap().as_str(), "http://127.0.0.1:8088/services/collector/event");
-        assert_eq!(endpoint_url("https://hec.example/custom", "/services/collector/event").unwrap().path(), "/custom");
+        assert_eq!(
+            endpoint_url("http://127.0.0.1:8088", "/services/collector/event")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:8088/services/collector/event"
+        );
+        assert_eq!(
+            endpoint_url("https://hec.example/custom", "/services/collector/event")
+                .unwrap()
+                .path(),
+            "/custom"
+        );
         assert!(endpoint_url("ftp://x", "").is_err());
     }
 }

@@ -35,7 +35,10 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(reason: impl Into<String>, detail: impl Into<String>) -> Refusal {
-        Refusal { reason: reason.into(), detail: detail.into() }
+        Refusal {
+            reason: reason.into(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -99,7 +102,12 @@ fn hec_meaning(code: i64) -> &'static str {
 /// The decision for a Splunk HEC answer.
 pub fn splunk_hec(attempt: &Attempt) -> Decision {
     let r = match attempt {
-        Err(e) => return Decision::Retry { after: None, why: e.to_string() },
+        Err(e) => {
+            return Decision::Retry {
+                after: None,
+                why: e.to_string(),
+            };
+        }
         Ok(r) => r,
     };
     let reply: HecReply = serde_json::from_slice(&r.body).unwrap_or_default();
@@ -110,16 +118,27 @@ pub fn splunk_hec(attempt: &Attempt) -> Decision {
     match (r.status, reply.code) {
         (200..=299, _) => Decision::Done { ack_id: reply.ack_id },
         (400, Some(6)) => {
-            let why = Refusal::new("hec_code_6", match reply.invalid_event_number {
-                Some(n) => format!("{described}, invalid-event-number {n}"),
-                None => described,
-            });
-            Decision::DeadLetter { first_bad: reply.invalid_event_number, why }
+            let why = Refusal::new(
+                "hec_code_6",
+                match reply.invalid_event_number {
+                    Some(n) => format!("{described}, invalid-event-number {n}"),
+                    None => described,
+                },
+            );
+            Decision::DeadLetter {
+                first_bad: reply.invalid_event_number,
+                why,
+            }
         }
-        (400, Some(code @ (7 | 10 | 11 | 14 | 16))) => Decision::Stop { why: format!("{described}: fix the sink's configuration (code {code})") },
+        (400, Some(code @ (7 | 10 | 11 | 14 | 16))) => Decision::Stop {
+            why: format!("{described}: fix the sink's configuration (code {code})"),
+        },
         (400, code) => {
             let reason = code.map_or_else(|| "http_400".to_owned(), |c| format!("hec_code_{c}"));
-            Decision::DeadLetter { first_bad: None, why: Refusal::new(reason, described) }
+            Decision::DeadLetter {
+                first_bad: None,
+                why: Refusal::new(reason, described),
+            }
         }
         _ => common(r, described),
     }
@@ -128,10 +147,16 @@ pub fn splunk_hec(attempt: &Attempt) -> Decision {
 /// The decision for a Datadog Logs intake answer (202 Accepted on success).
 pub fn datadog_logs(attempt: &Attempt) -> Decision {
     match attempt {
-        Err(e) => Decision::Retry { after: None, why: e.to_string() },
+        Err(e) => Decision::Retry {
+            after: None,
+            why: e.to_string(),
+        },
         Ok(r) => match r.status {
             200..=299 => Decision::Done { ack_id: None },
-            400 => Decision::DeadLetter { first_bad: None, why: Refusal::new("http_400", "HTTP 400 (bad payload)") },
+            400 => Decision::DeadLetter {
+                first_bad: None,
+                why: Refusal::new("http_400", "HTTP 400 (bad payload)"),
+            },
             _ => common(r, format!("HTTP {}", r.status)),
         },
     }
@@ -140,12 +165,18 @@ pub fn datadog_logs(attempt: &Attempt) -> Decision {
 /// The decision for a generic HTTP endpoint.
 pub fn http(attempt: &Attempt) -> Decision {
     match attempt {
-        Err(e) => Decision::Retry { after: None, why: e.to_string() },
+        Err(e) => Decision::Retry {
+            after: None,
+            why: e.to_string(),
+        },
         Ok(r) => match r.status {
             200..=299 => Decision::Done { ack_id: None },
             400 | 422 => Decision::DeadLetter {
                 first_bad: None,
-                why: Refusal::new(format!("http_{}", r.status), format!("HTTP {} (content refused)", r.status)),
+                why: Refusal::new(
+                    format!("http_{}", r.status),
+                    format!("HTTP {} (content refused)", r.status),
+                ),
             },
             _ => common(r, format!("HTTP {}", r.status)),
         },
@@ -155,10 +186,19 @@ pub fn http(attempt: &Attempt) -> Decision {
 /// The rows every vendor shares: auth, size, transient and configuration errors.
 fn common(r: &Response, described: String) -> Decision {
     match r.status {
-        401 | 403 => Decision::Stop { why: format!("{described}: the token or key was refused") },
-        413 => Decision::Split { why: Refusal::new("http_413", format!("{described}: payload too large")) },
-        408 | 429 | 500..=599 => Decision::Retry { after: r.retry_after, why: described },
-        _ => Decision::Stop { why: format!("{described}: unexpected answer; check the endpoint") },
+        401 | 403 => Decision::Stop {
+            why: format!("{described}: the token or key was refused"),
+        },
+        413 => Decision::Split {
+            why: Refusal::new("http_413", format!("{described}: payload too large")),
+        },
+        408 | 429 | 500..=599 => Decision::Retry {
+            after: r.retry_after,
+            why: described,
+        },
+        _ => Decision::Stop {
+            why: format!("{described}: unexpected answer; check the endpoint"),
+        },
     }
 }
 
@@ -169,7 +209,9 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>, max: D
         Duration::from_secs(secs)
     } else {
         let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-        (when.with_timezone(&chrono::Utc) - now).to_std().unwrap_or(Duration::ZERO)
+        (when.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
     };
     Some(after.min(max))
 }
@@ -205,26 +247,63 @@ mod tests {
     use crate::sink::transport::NetworkError;
 
     fn answer(status: u16, body: &str) -> Attempt {
-        Ok(Response { status, retry_after: None, body: body.as_bytes().to_vec().into() })
+        Ok(Response {
+            status,
+            retry_after: None,
+            body: body.as_bytes().to_vec().into(),
+        })
     }
 
     #[test]
     fn hec_table() {
-        assert_eq!(splunk_hec(&answer(200, r#"{"text":"Success","code":0}"#)), Decision::Done { ack_id: None });
-        assert_eq!(splunk_hec(&answer(200, r#"{"text":"Success","code":0,"ackId":7}"#)), Decision::Done { ack_id: Some(7) });
-        match splunk_hec(&answer(400, r#"{"text":"Invalid data format","code":6,"invalid-event-number":3}"#)) {
-            Decision::DeadLetter { first_bad: Some(3), why } => assert_eq!(why.reason, "hec_code_6"),
+        assert_eq!(
+            splunk_hec(&answer(200, r#"{"text":"Success","code":0}"#)),
+            Decision::Done { ack_id: None }
+        );
+        assert_eq!(
+            splunk_hec(&answer(200, r#"{"text":"Success","code":0,"ackId":7}"#)),
+            Decision::Done { ack_id: Some(7) }
+        );
+        match splunk_hec(&answer(
+            400,
+            r#"{"text":"Invalid data format","code":6,"invalid-event-number":3}"#,
+        )) {
+            Decision::DeadLetter {
+                first_bad: Some(3),
+                why,
+            } => assert_eq!(why.reason, "hec_code_6"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(splunk_hec(&answer(400, r#"{"code":6}"#)), Decision::DeadLetter { first_bad: None, .. }));
-        assert!(matches!(splunk_hec(&answer(400, r#"{"code":12}"#)), Decision::DeadLetter { first_bad: None, .. }));
-        assert!(matches!(splunk_hec(&answer(400, r#"{"code":7}"#)), Decision::Stop { .. }));
-        assert!(matches!(splunk_hec(&answer(400, r#"{"code":10}"#)), Decision::Stop { .. }));
-        assert!(matches!(splunk_hec(&answer(401, r#"{"code":2}"#)), Decision::Stop { .. }));
-        assert!(matches!(splunk_hec(&answer(403, r#"{"code":1}"#)), Decision::Stop { .. }));
+        assert!(matches!(
+            splunk_hec(&answer(400, r#"{"code":6}"#)),
+            Decision::DeadLetter { first_bad: None, .. }
+        ));
+        assert!(matches!(
+            splunk_hec(&answer(400, r#"{"code":12}"#)),
+            Decision::DeadLetter { first_bad: None, .. }
+        ));
+        assert!(matches!(
+            splunk_hec(&answer(400, r#"{"code":7}"#)),
+            Decision::Stop { .. }
+        ));
+        assert!(matches!(
+            splunk_hec(&answer(400, r#"{"code":10}"#)),
+            Decision::Stop { .. }
+        ));
+        assert!(matches!(
+            splunk_hec(&answer(401, r#"{"code":2}"#)),
+            Decision::Stop { .. }
+        ));
+        assert!(matches!(
+            splunk_hec(&answer(403, r#"{"code":1}"#)),
+            Decision::Stop { .. }
+        ));
         assert!(matches!(splunk_hec(&answer(413, "")), Decision::Split { .. }));
         for status in [408, 429, 500, 503] {
-            assert!(matches!(splunk_hec(&answer(status, r#"{"code":9}"#)), Decision::Retry { .. }), "{status}");
+            assert!(
+                matches!(splunk_hec(&answer(status, r#"{"code":9}"#)), Decision::Retry { .. }),
+                "{status}"
+            );
         }
         assert!(matches!(splunk_hec(&answer(404, "")), Decision::Stop { .. }));
         let network: Attempt = Err(NetworkError::Timeout);
@@ -234,14 +313,23 @@ mod tests {
     #[test]
     fn datadog_and_http_tables() {
         assert_eq!(datadog_logs(&answer(202, "{}")), Decision::Done { ack_id: None });
-        assert!(matches!(datadog_logs(&answer(400, "")), Decision::DeadLetter { first_bad: None, .. }));
+        assert!(matches!(
+            datadog_logs(&answer(400, "")),
+            Decision::DeadLetter { first_bad: None, .. }
+        ));
         assert!(matches!(datadog_logs(&answer(403, "")), Decision::Stop { .. }));
         assert!(matches!(datadog_logs(&answer(413, "")), Decision::Split { .. }));
         let mut throttled = answer(429, "");
         if let Ok(r) = &mut throttled {
             r.retry_after = Some(Duration::from_secs(2));
         }
-        assert_eq!(datadog_logs(&throttled), Decision::Retry { after: Some(Duration::from_secs(2)), why: "HTTP 429".into() });
+        assert_eq!(
+            datadog_logs(&throttled),
+            Decision::Retry {
+                after: Some(Duration::from_secs(2)),
+                why: "HTTP 429".into()
+            }
+        );
         assert!(matches!(http(&answer(422, "")), Decision::DeadLetter { .. }));
         assert!(matches!(http(&answer(502, "")), Decision::Retry { .. }));
         assert!(matches!(http(&answer(301, "")), Decision::Stop { .. }));
@@ -249,17 +337,25 @@ mod tests {
 
     #[test]
     fn retry_after_takes_seconds_or_a_date_and_is_capped() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
         let cap = Duration::from_secs(600);
         assert_eq!(parse_retry_after("3", now, cap), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now, cap), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now, cap),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!(parse_retry_after("99999", now, cap), Some(cap));
         assert_eq!(parse_retry_after("soon", now, cap), None);
     }
 
     #[test]
     fn backoff_grows_to_its_cap_with_full_jitter() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
         assert_eq!(b.ceiling(0), Duration::from_millis(100));
         assert_eq!(b.ceiling(3), Duration::from_millis(800));
         assert_eq!(b.ceiling(10), Duration::from_secs(2));

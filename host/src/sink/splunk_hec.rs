@@ -34,7 +34,11 @@ pub struct SplunkHec {
 }
 
 impl SplunkHec {
-    pub fn new(config: &SinkConfig, token: &str, transport: impl FnOnce(HeaderMap) -> Result<Transport, String>) -> Result<SplunkHec, String> {
+    pub fn new(
+        config: &SinkConfig,
+        token: &str,
+        transport: impl FnOnce(HeaderMap) -> Result<Transport, String>,
+    ) -> Result<SplunkHec, String> {
         let url = endpoint_url(&config.endpoint, "/services/collector/event")?;
         let mut ack_url = url.clone();
         ack_url.set_path("/services/collector/ack");
@@ -47,10 +51,16 @@ impl SplunkHec {
                 Some(c) => c.clone(),
                 None => uuid::Uuid::new_v4().to_string(),
             };
-            let value = HeaderValue::from_str(&channel).map_err(|_| "channel is not a valid header value".to_owned())?;
+            let value =
+                HeaderValue::from_str(&channel).map_err(|_| "channel is not a valid header value".to_owned())?;
             headers.insert(HeaderName::from_static(CHANNEL_HEADER), value);
         }
-        Ok(SplunkHec { transport: transport(headers)?, url, ack_url, ack })
+        Ok(SplunkHec {
+            transport: transport(headers)?,
+            url,
+            ack_url,
+            ack,
+        })
     }
 }
 
@@ -81,7 +91,9 @@ impl Sink for SplunkHec {
     }
 
     async fn send(&self, body: &RequestBody) -> Attempt {
-        self.transport.post(&self.url, self.framing().content_type(), body).await
+        self.transport
+            .post(&self.url, self.framing().content_type(), body)
+            .await
     }
 
     fn classify(&self, attempt: &Attempt) -> Decision {
@@ -94,11 +106,16 @@ impl Sink for SplunkHec {
 
     async fn acked(&self, ack_id: u64) -> Result<bool, String> {
         let body = serde_json::to_vec(&serde_json::json!({ "acks": [ack_id] })).map_err(|e| e.to_string())?;
-        let answer = self.transport.post_json(&self.ack_url, body).await.map_err(|e| e.to_string())?;
+        let answer = self
+            .transport
+            .post_json(&self.ack_url, body)
+            .await
+            .map_err(|e| e.to_string())?;
         if answer.status != 200 {
             return Err(format!("ack poll answered HTTP {}", answer.status));
         }
-        let reply: Value = serde_json::from_slice(&answer.body).map_err(|_| "ack poll answer is not JSON".to_owned())?;
+        let reply: Value =
+            serde_json::from_slice(&answer.body).map_err(|_| "ack poll answer is not JSON".to_owned())?;
         Ok(reply["acks"][ack_id.to_string()].as_bool().unwrap_or(false))
     }
 }

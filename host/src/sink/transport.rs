@@ -64,7 +64,11 @@ impl Transport {
             .user_agent(concat!("auditflow/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))?;
-        Ok(Transport { client, headers, max_retry_after })
+        Ok(Transport {
+            client,
+            headers,
+            max_retry_after,
+        })
     }
 
     /// POST `body` to `url` with the sink's headers, `Content-Type` and, for a gzipped body,
@@ -110,7 +114,11 @@ impl Transport {
                 break;
             }
         }
-        Ok(Response { status, retry_after, body: body.into() })
+        Ok(Response {
+            status,
+            retry_after,
+            body: body.into(),
+        })
     }
 }
 

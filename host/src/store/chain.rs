@@ -119,7 +119,13 @@ pub fn write_canonical_bytes(stored: &StoredEvent, out: &mut Vec<u8>) {
 /// assembled one and also stores the canonical metadata JSON (so it is computed once per
 /// event). `canonical_metadata` must be [`canonical_json`]`(&e.metadata)`: anything else
 /// yields bytes no verifier will reproduce.
-pub fn write_canonical_parts(seq: i64, received_at: DateTime<Utc>, e: &Event, canonical_metadata: &str, out: &mut Vec<u8>) {
+pub fn write_canonical_parts(
+    seq: i64,
+    received_at: DateTime<Utc>,
+    e: &Event,
+    canonical_metadata: &str,
+    out: &mut Vec<u8>,
+) {
     put_str(out, FORMAT_TAG);
     put_i64(out, seq);
     put_i64(out, micros(received_at));
@@ -238,7 +244,10 @@ mod tests {
                 event_id: Uuid::parse_str("0191d4c2-7a3b-7c4d-8e5f-0123456789ab").unwrap(),
                 event_type: "tool.call".into(),
                 timestamp: Utc.timestamp_opt(1_700_000_000, 654_321_000).single().unwrap(),
-                actor: Some(Actor { kind: Some("user".into()), id: Some("alice".into()) }),
+                actor: Some(Actor {
+                    kind: Some("user".into()),
+                    id: Some("alice".into()),
+                }),
                 agent_id: Some("agent-7".into()),
                 server_name: Some("files".into()),
                 tool_name: Some("read_file".into()),
@@ -332,7 +341,9 @@ mod tests {
             ("event_id", |e| e.event.event_id = Uuid::nil()),
             ("event_type", |e| e.event.event_type.push('x')),
             ("timestamp", |e| e.event.timestamp += chrono::Duration::microseconds(1)),
-            ("actor.type", |e| e.event.actor.as_mut().unwrap().kind = Some("svc".into())),
+            ("actor.type", |e| {
+                e.event.actor.as_mut().unwrap().kind = Some("svc".into())
+            }),
             ("actor.id", |e| e.event.actor.as_mut().unwrap().id = Some("bob".into())),
             ("agent_id", |e| e.event.agent_id = None),
             ("server_name", |e| e.event.server_name = Some(String::new())),

@@ -55,8 +55,11 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Whether the signature is valid for this checkpoint under `key`.
     pub fn signature_is_valid(&self, key: &VerifyingKey) -> bool {
-        let Ok(signature) = Signature::from_slice(&self.signature) else { return false };
-        key.verify_strict(&signed_message(self.seq, &self.head_hash, self.created_at), &signature).is_ok()
+        let Ok(signature) = Signature::from_slice(&self.signature) else {
+            return false;
+        };
+        key.verify_strict(&signed_message(self.seq, &self.head_hash, self.created_at), &signature)
+            .is_ok()
     }
 }
 
@@ -92,7 +95,9 @@ pub struct CheckpointSigner {
 
 impl std::fmt::Debug for CheckpointSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CheckpointSigner").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("CheckpointSigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +118,9 @@ impl CheckpointSigner {
     /// for the error message.
     pub fn parse(text: &str, origin: &str) -> Result<CheckpointSigner, KeyError> {
         let seed = decode_key(text).ok_or_else(|| {
-            KeyError(format!("{origin}: not an Ed25519 private key (expected 32 bytes as hex or base64)"))
+            KeyError(format!(
+                "{origin}: not an Ed25519 private key (expected 32 bytes as hex or base64)"
+            ))
         })?;
         Ok(CheckpointSigner::new(SigningKey::from_bytes(&seed)))
     }
@@ -150,7 +157,11 @@ impl CheckpointSigner {
 pub fn parse_public_key(text: &str, origin: &str) -> Result<VerifyingKey, KeyError> {
     decode_key(text)
         .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
-        .ok_or_else(|| KeyError(format!("{origin}: not an Ed25519 public key (expected 32 bytes as hex or base64)")))
+        .ok_or_else(|| {
+            KeyError(format!(
+                "{origin}: not an Ed25519 public key (expected 32 bytes as hex or base64)"
+            ))
+        })
 }
 
 /// 32 bytes from hex (64 digits) or base64 (standard or URL-safe, padded or not).
@@ -160,7 +171,9 @@ fn decode_key(text: &str) -> Option<[u8; 32]> {
         hex::decode(text).ok()?
     } else {
         use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|e| e.decode(text).ok())?
+        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|e| e.decode(text).ok())?
     };
     <[u8; 32]>::try_from(bytes.as_slice()).ok()
 }
@@ -179,7 +192,9 @@ impl Checkpointing {
     /// `[storage.chain]` of `config`; `None` when no `signing_key` is configured.
     pub fn from_config(config: &Config) -> Result<Option<Arc<Checkpointing>>, KeyError> {
         let chain = &config.storage.chain;
-        let Some(source) = &chain.signing_key else { return Ok(None) };
+        let Some(source) = &chain.signing_key else {
+            return Ok(None);
+        };
         let signer = read_signing_key(config, source)?;
         Ok(Some(Arc::new(Checkpointing {
             signer,
@@ -191,7 +206,9 @@ impl Checkpointing {
     /// Whether a checkpoint is due after the chain reached `head_seq`, given the newest
     /// checkpoint `last` (`seq`, time). Never when nothing was stored since `last`.
     pub fn due(&self, head_seq: i64, last: Option<(i64, DateTime<Utc>)>, now: DateTime<Utc>) -> bool {
-        let Some((last_seq, last_at)) = last else { return head_seq > 0 };
+        let Some((last_seq, last_at)) = last else {
+            return head_seq > 0;
+        };
         if head_seq <= last_seq {
             return false;
         }
@@ -234,7 +251,9 @@ fn read_signing_key(config: &Config, source: &SecretSource) -> Result<Checkpoint
             let text = std::fs::read_to_string(&path).map_err(|e| KeyError(format!("{origin}: {e}")))?;
             CheckpointSigner::parse(&text, &origin)
         }
-        _ => Err(KeyError("storage.chain.signing_key: set exactly one of `env` or `file`".into())),
+        _ => Err(KeyError(
+            "storage.chain.signing_key: set exactly one of `env` or `file`".into(),
+        )),
     }
 }
 
@@ -304,7 +323,10 @@ mod tests {
         c.signature.pop();
         assert!(!c.signature_is_valid(&key), "a short signature is invalid, not a panic");
         let other = CheckpointSigner::generate().expect("generate");
-        assert!(!cp.signature_is_valid(&other.verifying_key()), "another key does not verify it");
+        assert!(
+            !cp.signature_is_valid(&other.verifying_key()),
+            "another key does not verify it"
+        );
     }
 
     #[test]
@@ -322,13 +344,20 @@ mod tests {
         let bad = "not-a-key-but-a-secret-looking-string";
         let err = CheckpointSigner::parse(bad, "env AUDITFLOW_CHAIN_KEY").expect_err("bad key");
         assert!(err.0.contains("AUDITFLOW_CHAIN_KEY") && !err.0.contains(bad), "{err}");
-        assert!(parse_public_key(&"ab".repeat(31), "p").is_err(), "31 bytes is not a key");
+        assert!(
+            parse_public_key(&"ab".repeat(31), "p").is_err(),
+            "31 bytes is not a key"
+        );
         assert!(!format!("{s:?}").contains(&hex_text), "Debug leaks the private key");
     }
 
     #[test]
     fn checkpoint_is_due_by_count_or_time_only_after_new_events() {
-        let c = Checkpointing { signer: signer(), every_events: 100, every: Duration::from_secs(10) };
+        let c = Checkpointing {
+            signer: signer(),
+            every_events: 100,
+            every: Duration::from_secs(10),
+        };
         assert!(!c.due(0, None, at(0)), "nothing stored yet");
         assert!(c.due(1, None, at(0)), "the first events get a first checkpoint");
         assert!(!c.due(150, Some((100, at(0))), at(5)), "50 events and 5 s: not yet");

@@ -61,7 +61,10 @@ pub fn full_event(n: u32) -> Event {
         "yes": true
     });
     Event {
-        actor: Some(Actor { kind: Some("user".into()), id: Some(format!("user-{n}")) }),
+        actor: Some(Actor {
+            kind: Some("user".into()),
+            id: Some(format!("user-{n}")),
+        }),
         agent_id: Some("agent-1".into()),
         server_name: Some("filesystem".into()),
         tool_name: Some("read_file".into()),
@@ -83,7 +86,10 @@ fn received(n: i64) -> DateTime<Utc> {
 }
 
 fn all() -> EventQuery {
-    EventQuery { limit: 1_000_000, ..EventQuery::default() }
+    EventQuery {
+        limit: 1_000_000,
+        ..EventQuery::default()
+    }
 }
 
 fn seqs(rows: &[StoredEvent]) -> Vec<i64> {
@@ -111,29 +117,51 @@ pub async fn assert_chain_verifies(store: &dyn Store) -> Vec<ChainedEvent> {
     for (i, link_row) in chain.iter().enumerate() {
         let expected_seq = i as i64 + 1;
         assert_eq!(link_row.event.seq, expected_seq, "seq has a gap or is out of order");
-        assert_eq!(link_row.prev_hash, prev, "prev_hash of seq {expected_seq} is not the previous hash");
+        assert_eq!(
+            link_row.prev_hash, prev,
+            "prev_hash of seq {expected_seq} is not the previous hash"
+        );
         let recomputed = link(&prev, &canonical_bytes(&link_row.event));
-        assert_eq!(link_row.hash, recomputed, "hash of seq {expected_seq} does not match its row");
+        assert_eq!(
+            link_row.hash, recomputed,
+            "hash of seq {expected_seq} does not match its row"
+        );
         prev = link_row.hash;
     }
-    assert_eq!(store.count().await.expect("count"), chain.len() as i64, "count disagrees with the chain");
+    assert_eq!(
+        store.count().await.expect("count"),
+        chain.len() as i64,
+        "count disagrees with the chain"
+    );
     chain
 }
 
 /// What a stored event must read back as: the same fields, time truncated to microseconds.
 fn expected(seq: i64, received_at: DateTime<Utc>, event: &Event) -> StoredEvent {
-    StoredEvent { seq, received_at: crate::event::to_micros(received_at), event: event.clone() }
+    StoredEvent {
+        seq,
+        received_at: crate::event::to_micros(received_at),
+        event: event.clone(),
+    }
 }
 
 pub async fn round_trip_preserves_every_field(store: Arc<dyn Store>) {
     let full = full_event(1);
     let minimal = event(2);
     let mut actor_without_type = event(3);
-    actor_without_type.actor = Some(Actor { kind: None, id: Some("svc-9".into()) });
+    actor_without_type.actor = Some(Actor {
+        kind: None,
+        id: Some("svc-9".into()),
+    });
     let mut empty_strings = event(4);
     empty_strings.reason = Some(String::new());
     empty_strings.outcome = Some(String::new());
-    let batch = vec![full.clone(), minimal.clone(), actor_without_type.clone(), empty_strings.clone()];
+    let batch = vec![
+        full.clone(),
+        minimal.clone(),
+        actor_without_type.clone(),
+        empty_strings.clone(),
+    ];
 
     let results = store.append(batch, received(0)).await.expect("append");
     let want = (1..=4).map(|seq| Appended::Stored { seq }).collect::<Vec<_>>();
@@ -161,16 +189,25 @@ pub async fn received_at_is_stamped_per_batch(store: Arc<dyn Store>) {
 }
 
 pub async fn resent_event_is_stored_once(store: Arc<dyn Store>) {
-    let first = store.append(vec![event(1), event(2)], received(0)).await.expect("append");
+    let first = store
+        .append(vec![event(1), event(2)], received(0))
+        .await
+        .expect("append");
     assert_eq!(first, vec![Appended::Stored { seq: 1 }, Appended::Stored { seq: 2 }]);
 
     // A resend carrying a changed body is still the same event: the first copy wins.
     let mut changed = event(2);
     changed.reason = Some("resent".into());
-    let second = store.append(vec![changed, event(3)], received(1)).await.expect("resend");
+    let second = store
+        .append(vec![changed, event(3)], received(1))
+        .await
+        .expect("resend");
     assert_eq!(second, vec![Appended::Duplicate, Appended::Stored { seq: 3 }]);
 
-    let again = store.append(vec![event(1), event(2), event(3)], received(2)).await.expect("resend all");
+    let again = store
+        .append(vec![event(1), event(2), event(3)], received(2))
+        .await
+        .expect("resend all");
     assert_eq!(again, vec![Appended::Duplicate; 3]);
 
     let rows = store.query(&all()).await.expect("query");
@@ -182,10 +219,18 @@ pub async fn resent_event_is_stored_once(store: Arc<dyn Store>) {
 pub async fn repeated_id_within_batch_is_stored_once(store: Arc<dyn Store>) {
     let mut copy = event(1);
     copy.event_type = "copy".into();
-    let results = store.append(vec![event(1), copy, event(2), event(1)], received(0)).await.expect("append");
+    let results = store
+        .append(vec![event(1), copy, event(2), event(1)], received(0))
+        .await
+        .expect("append");
     assert_eq!(
         results,
-        vec![Appended::Stored { seq: 1 }, Appended::Duplicate, Appended::Stored { seq: 2 }, Appended::Duplicate]
+        vec![
+            Appended::Stored { seq: 1 },
+            Appended::Duplicate,
+            Appended::Stored { seq: 2 },
+            Appended::Duplicate
+        ]
     );
     let rows = store.query(&all()).await.expect("query");
     assert_eq!(rows.len(), 2);
@@ -259,7 +304,10 @@ async fn store_query_fixture(store: &dyn Store) -> Vec<Event> {
     let batch: Vec<Event> = (0..10u32)
         .map(|n| {
             let mut e = event(n);
-            e.actor = Some(Actor { kind: Some("user".into()), id: Some(format!("user-{}", n % 3)) });
+            e.actor = Some(Actor {
+                kind: Some("user".into()),
+                id: Some(format!("user-{}", n % 3)),
+            });
             e.decision = match n % 3 {
                 0 => Some(Decision::Allow),
                 1 => Some(Decision::Deny),
@@ -280,37 +328,73 @@ async fn store_query_fixture(store: &dyn Store) -> Vec<Event> {
 pub async fn query_filters_by_time_window(store: Arc<dyn Store>) {
     store_query_fixture(&*store).await;
     let at = |n: i64| base_time() + Duration::seconds(n);
-    let q = EventQuery { since: Some(at(3)), until: Some(at(6)), ..all() };
-    assert_eq!(seqs(&store.query(&q).await.expect("query")), vec![4, 5, 6], "since is inclusive, until exclusive");
-    let q = EventQuery { since: Some(at(8)), ..all() };
+    let q = EventQuery {
+        since: Some(at(3)),
+        until: Some(at(6)),
+        ..all()
+    };
+    assert_eq!(
+        seqs(&store.query(&q).await.expect("query")),
+        vec![4, 5, 6],
+        "since is inclusive, until exclusive"
+    );
+    let q = EventQuery {
+        since: Some(at(8)),
+        ..all()
+    };
     assert_eq!(seqs(&store.query(&q).await.expect("query")), vec![9, 10]);
-    let q = EventQuery { until: Some(at(1)), ..all() };
+    let q = EventQuery {
+        until: Some(at(1)),
+        ..all()
+    };
     assert_eq!(seqs(&store.query(&q).await.expect("query")), vec![1]);
     // Microsecond precision: one µs after event 3 excludes it.
-    let q = EventQuery { since: Some(at(3) + Duration::microseconds(1)), until: Some(at(5)), ..all() };
+    let q = EventQuery {
+        since: Some(at(3) + Duration::microseconds(1)),
+        until: Some(at(5)),
+        ..all()
+    };
     assert_eq!(seqs(&store.query(&q).await.expect("query")), vec![5]);
 }
 
 pub async fn query_filters_by_actor(store: Arc<dyn Store>) {
     store_query_fixture(&*store).await;
-    let q = EventQuery { actor: Some("user-1".into()), ..all() };
+    let q = EventQuery {
+        actor: Some("user-1".into()),
+        ..all()
+    };
     assert_eq!(seqs(&store.query(&q).await.expect("query")), vec![2, 5, 8]);
-    let q = EventQuery { actor: Some("user-".into()), ..all() };
-    assert!(store.query(&q).await.expect("query").is_empty(), "actor must match exactly, not as a prefix");
+    let q = EventQuery {
+        actor: Some("user-".into()),
+        ..all()
+    };
+    assert!(
+        store.query(&q).await.expect("query").is_empty(),
+        "actor must match exactly, not as a prefix"
+    );
 }
 
 pub async fn query_matches_request_id_or_correlation_id(store: Arc<dyn Store>) {
     store_query_fixture(&*store).await;
-    let q = EventQuery { request_id: Some("req-1".into()), ..all() };
+    let q = EventQuery {
+        request_id: Some("req-1".into()),
+        ..all()
+    };
     // Events 2 and 3 carry request_id req-1; event 7 carries it as correlation_id.
     assert_eq!(seqs(&store.query(&q).await.expect("query")), vec![3, 4, 8]);
 }
 
 pub async fn query_filters_by_decision(store: Arc<dyn Store>) {
     store_query_fixture(&*store).await;
-    let q = EventQuery { decision: Some(Decision::Deny), ..all() };
+    let q = EventQuery {
+        decision: Some(Decision::Deny),
+        ..all()
+    };
     assert_eq!(seqs(&store.query(&q).await.expect("query")), vec![2, 5, 8]);
-    let q = EventQuery { decision: Some(Decision::Allow), ..all() };
+    let q = EventQuery {
+        decision: Some(Decision::Allow),
+        ..all()
+    };
     assert_eq!(seqs(&store.query(&q).await.expect("query")), vec![1, 4, 7, 10]);
 }
 
@@ -327,15 +411,33 @@ pub async fn query_combines_filters(store: Arc<dyn Store>) {
 
 pub async fn query_pages_with_limit_and_after_seq(store: Arc<dyn Store>) {
     store_query_fixture(&*store).await;
-    let page = |after_seq, limit| EventQuery { after_seq, limit, ..EventQuery::default() };
+    let page = |after_seq, limit| EventQuery {
+        after_seq,
+        limit,
+        ..EventQuery::default()
+    };
     assert_eq!(seqs(&store.query(&page(None, 3)).await.expect("query")), vec![1, 2, 3]);
-    assert_eq!(seqs(&store.query(&page(Some(3), 3)).await.expect("query")), vec![4, 5, 6]);
+    assert_eq!(
+        seqs(&store.query(&page(Some(3), 3)).await.expect("query")),
+        vec![4, 5, 6]
+    );
     assert_eq!(seqs(&store.query(&page(Some(9), 3)).await.expect("query")), vec![10]);
     assert!(store.query(&page(Some(10), 3)).await.expect("query").is_empty());
-    assert!(store.query(&page(None, 0)).await.expect("query").is_empty(), "limit 0 returns nothing");
-    assert!(store.query(&page(None, -1)).await.expect("query").is_empty(), "a negative limit is not 'unlimited'");
+    assert!(
+        store.query(&page(None, 0)).await.expect("query").is_empty(),
+        "limit 0 returns nothing"
+    );
+    assert!(
+        store.query(&page(None, -1)).await.expect("query").is_empty(),
+        "a negative limit is not 'unlimited'"
+    );
     // Paging composes with filters.
-    let q = EventQuery { decision: Some(Decision::Allow), after_seq: Some(4), limit: 1, ..EventQuery::default() };
+    let q = EventQuery {
+        decision: Some(Decision::Allow),
+        after_seq: Some(4),
+        limit: 1,
+        ..EventQuery::default()
+    };
     assert_eq!(seqs(&store.query(&q).await.expect("query")), vec![7]);
 }
 

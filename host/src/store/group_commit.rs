@@ -43,7 +43,11 @@ pub struct GroupCommitConfig {
 
 impl Default for GroupCommitConfig {
     fn default() -> Self {
-        GroupCommitConfig { queue_capacity: 50_000, max_batch_events: 5_000, max_wait: Duration::from_millis(2) }
+        GroupCommitConfig {
+            queue_capacity: 50_000,
+            max_batch_events: 5_000,
+            max_wait: Duration::from_millis(2),
+        }
     }
 }
 
@@ -60,7 +64,11 @@ pub struct CommitReceipt {
 impl CommitReceipt {
     fn from_results(results: Vec<Appended>) -> CommitReceipt {
         let stored = results.iter().filter(|r| matches!(r, Appended::Stored { .. })).count();
-        CommitReceipt { stored, duplicates: results.len() - stored, results }
+        CommitReceipt {
+            stored,
+            duplicates: results.len() - stored,
+            results,
+        }
     }
 }
 
@@ -112,14 +120,27 @@ impl GroupCommit {
     pub fn start(store: Arc<dyn Store>, config: GroupCommitConfig) -> (GroupCommit, JoinHandle<()>) {
         // The semaphore counts permits in u32 and caps them at MAX_PERMITS; a zero capacity
         // would refuse everything and a zero-capacity channel panics.
-        let capacity = config.queue_capacity.clamp(1, (u32::MAX as usize).min(Semaphore::MAX_PERMITS));
+        let capacity = config
+            .queue_capacity
+            .clamp(1, (u32::MAX as usize).min(Semaphore::MAX_PERMITS));
         let max_batch = config.max_batch_events.max(1);
         // Every queued request holds at least one event's permit, so a channel with one slot
         // per event of capacity is never the limit: the semaphore is.
         let (tx, rx) = mpsc::channel(capacity);
         let (closing, closing_rx) = watch::channel(false);
-        let shared = Arc::new(Shared { space: Arc::new(Semaphore::new(capacity)), capacity, closing });
-        let writer = Writer { store, requests: rx, closing: closing_rx, closed: false, max_batch, max_wait: config.max_wait };
+        let shared = Arc::new(Shared {
+            space: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            closing,
+        });
+        let writer = Writer {
+            store,
+            requests: rx,
+            closing: closing_rx,
+            closed: false,
+            max_batch,
+            max_wait: config.max_wait,
+        };
         metrics().store.writer_started(capacity);
         let handle = tokio::spawn(writer.run());
         (GroupCommit { requests: tx, shared }, handle)
@@ -138,16 +159,24 @@ impl GroupCommit {
             return Err(CommitError::ShuttingDown);
         }
         let n = u32::try_from(events.len()).map_err(|_| CommitError::TooLarge)?;
-        let space = Arc::clone(&self.shared.space).try_acquire_many_owned(n).map_err(|e| match e {
-            TryAcquireError::NoPermits => CommitError::Overloaded,
-            TryAcquireError::Closed => CommitError::ShuttingDown,
-        })?;
+        let space = Arc::clone(&self.shared.space)
+            .try_acquire_many_owned(n)
+            .map_err(|e| match e {
+                TryAcquireError::NoPermits => CommitError::Overloaded,
+                TryAcquireError::Closed => CommitError::ShuttingDown,
+            })?;
         let space = QueueSpace::held(space, n);
         let (reply, answer) = oneshot::channel();
-        self.requests.try_send(Request { events, reply, _space: space }).map_err(|e| match e {
-            TrySendError::Full(_) => CommitError::Overloaded,
-            TrySendError::Closed(_) => CommitError::ShuttingDown,
-        })?;
+        self.requests
+            .try_send(Request {
+                events,
+                reply,
+                _space: space,
+            })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => CommitError::Overloaded,
+                TrySendError::Closed(_) => CommitError::ShuttingDown,
+            })?;
         // A dropped reply means the writer went away without answering (its task was
         // aborted): the events may or may not be stored, so nothing is acknowledged.
         let results = answer
@@ -248,14 +277,21 @@ impl Writer {
         let requests = group.len();
         let mut batch = Vec::with_capacity(total);
         let mut waiters = Vec::with_capacity(requests);
-        for Request { events, reply, _space: space } in group {
+        for Request {
+            events,
+            reply,
+            _space: space,
+        } in group
+        {
             waiters.push((events.len(), reply, space));
             batch.extend(events);
         }
 
         let started = Instant::now();
         // A panicking store must not take the writer (and every later request) down with it.
-        let outcome = AssertUnwindSafe(self.store.append(batch, Utc::now())).catch_unwind().await;
+        let outcome = AssertUnwindSafe(self.store.append(batch, Utc::now()))
+            .catch_unwind()
+            .await;
         let outcome = match outcome {
             Ok(Ok(results)) if results.len() == total => Ok(results),
             Ok(Ok(results)) => Err(format!("store returned {} results for {total} events", results.len())),
@@ -267,7 +303,12 @@ impl Writer {
             Ok(results) => {
                 let stored = results.iter().filter(|r| matches!(r, Appended::Stored { .. })).count();
                 metrics().store.committed(started.elapsed(), stored, total - stored);
-                tracing::debug!(events = total, requests, elapsed_us = started.elapsed().as_micros() as u64, "group committed");
+                tracing::debug!(
+                    events = total,
+                    requests,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "group committed"
+                );
                 let mut results = results.into_iter();
                 for (n, reply, space) in waiters {
                     // The caller may have gone away (client disconnected); its events are
@@ -298,7 +339,10 @@ struct QueueSpace {
 impl QueueSpace {
     fn held(permit: OwnedSemaphorePermit, events: u32) -> QueueSpace {
         metrics().store.queue_changed(i64::from(events));
-        QueueSpace { _permit: permit, events }
+        QueueSpace {
+            _permit: permit,
+            events,
+        }
     }
 }
 

@@ -36,9 +36,9 @@ use crate::event::{Event, StoredEvent};
 pub use chain::ChainedEvent;
 pub use checkpoint::{Checkpoint, Checkpointing};
 pub use group_commit::{CommitError, CommitReceipt, GroupCommit, GroupCommitConfig};
+pub use postgres::PostgresStore;
 pub use query::EventQuery;
 pub use sink_state::{DeadLetter, DeadLetterQuery, DeadLettered, LocalLease, SinkLease};
-pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// An event a pipeline stage failed on under its `quarantine` error policy: stored instead of
@@ -125,20 +125,29 @@ pub trait Store: Send + Sync + 'static {
     /// the same way again is not counted twice.
     async fn quarantine(&self, entries: &[QuarantineRecord]) -> Result<(), StoreError> {
         let _ = entries;
-        Err(StoreError::Unsupported(format!("the {} store keeps no quarantine", self.kind())))
+        Err(StoreError::Unsupported(format!(
+            "the {} store keeps no quarantine",
+            self.kind()
+        )))
     }
 
     /// The newest `limit` quarantine records, newest first.
     async fn quarantined(&self, limit: i64) -> Result<Vec<Quarantined>, StoreError> {
         let _ = limit;
-        Err(StoreError::Unsupported(format!("the {} store keeps no quarantine", self.kind())))
+        Err(StoreError::Unsupported(format!(
+            "the {} store keeps no quarantine",
+            self.kind()
+        )))
     }
 
     /// Sign chain checkpoints with `checkpointing` from now on: [`append`](Self::append)
     /// writes one in the same transaction whenever [`Checkpointing::due`] says so.
     fn enable_checkpoints(&self, checkpointing: Arc<Checkpointing>) -> Result<(), StoreError> {
         let _ = checkpointing;
-        Err(StoreError::Unsupported(format!("the {} store keeps no checkpoints", self.kind())))
+        Err(StoreError::Unsupported(format!(
+            "the {} store keeps no checkpoints",
+            self.kind()
+        )))
     }
 
     /// Sign the current chain head now if checkpoints are enabled and events were stored since
@@ -160,21 +169,30 @@ pub trait Store: Send + Sync + 'static {
     /// The highest stored `seq` (0 when the store is empty). With a gapless `seq`, a sink's
     /// backlog is this minus its cursor.
     async fn last_seq(&self) -> Result<i64, StoreError> {
-        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+        Err(StoreError::Unsupported(format!(
+            "the {} store keeps no sink state",
+            self.kind()
+        )))
     }
 
     /// The sink's cursor: the highest `seq` it has finished with (delivered or dead-lettered);
     /// 0 for a sink that never ran.
     async fn sink_cursor(&self, sink: &str) -> Result<i64, StoreError> {
         let _ = sink;
-        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+        Err(StoreError::Unsupported(format!(
+            "the {} store keeps no sink state",
+            self.kind()
+        )))
     }
 
     /// Move the sink's cursor forward to `seq`. Never backwards: a lower value is ignored, so a
     /// replica that lost its lease mid-batch cannot undo the new holder's progress.
     async fn advance_sink_cursor(&self, sink: &str, seq: i64) -> Result<(), StoreError> {
         let _ = (sink, seq);
-        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+        Err(StoreError::Unsupported(format!(
+            "the {} store keeps no sink state",
+            self.kind()
+        )))
     }
 
     /// Store dead letters in one transaction. Idempotent per `(sink, event_id)`: a letter for a
@@ -182,19 +200,28 @@ pub trait Store: Send + Sync + 'static {
     /// again), so a batch resent after a crash does not park an event twice.
     async fn add_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
         let _ = letters;
-        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+        Err(StoreError::Unsupported(format!(
+            "the {} store keeps no sink state",
+            self.kind()
+        )))
     }
 
     /// Dead letters matching `q`, by `seq`.
     async fn dead_letters(&self, q: &DeadLetterQuery) -> Result<Vec<DeadLettered>, StoreError> {
         let _ = q;
-        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+        Err(StoreError::Unsupported(format!(
+            "the {} store keeps no sink state",
+            self.kind()
+        )))
     }
 
     /// Mark the sink's dead letters of these events as replayed (delivered by `dlq replay`).
     async fn mark_dead_letters_replayed(&self, sink: &str, event_ids: &[Uuid]) -> Result<(), StoreError> {
         let _ = (sink, event_ids);
-        Err(StoreError::Unsupported(format!("the {} store keeps no sink state", self.kind())))
+        Err(StoreError::Unsupported(format!(
+            "the {} store keeps no sink state",
+            self.kind()
+        )))
     }
 
     /// Try to take the right to drive `sink`; `None` while another process holds it.

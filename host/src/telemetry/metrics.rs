@@ -124,12 +124,7 @@ impl Metrics {
     }
 }
 
-fn seconds_histogram(
-    meter: &Meter,
-    name: &'static str,
-    description: &'static str,
-    bounds: &[f64],
-) -> Histogram<f64> {
+fn seconds_histogram(meter: &Meter, name: &'static str, description: &'static str, bounds: &[f64]) -> Histogram<f64> {
     meter
         .f64_histogram(name)
         .with_description(description)
@@ -139,10 +134,7 @@ fn seconds_histogram(
 }
 
 fn counter(meter: &Meter, name: &'static str, description: &'static str) -> Counter<u64> {
-    meter
-        .u64_counter(name)
-        .with_description(description)
-        .build()
+    meter.u64_counter(name).with_description(description).build()
 }
 
 /// Every HTTP request, recorded by the request layer ([`super::http`]).
@@ -171,10 +163,8 @@ impl HttpMetrics {
     /// One answered request. `route` is the matched route template (or `unmatched`).
     pub fn record(&self, route: &str, status: u16, elapsed: Duration) {
         let route = KeyValue::new("route", route.to_owned());
-        self.requests.add(
-            1,
-            &[route.clone(), KeyValue::new("status", status.to_string())],
-        );
+        self.requests
+            .add(1, &[route.clone(), KeyValue::new("status", status.to_string())]);
         self.duration.record(
             elapsed.as_secs_f64(),
             &[route, KeyValue::new("status_class", status_class(status))],
@@ -223,7 +213,9 @@ impl IngestMetrics {
         IngestMetrics {
             body_bytes: meter
                 .u64_histogram("auditflow_ingest_request_body_bytes")
-                .with_description("Size of ingest request bodies as sent (compressed, if gzip), for bodies read in full.")
+                .with_description(
+                    "Size of ingest request bodies as sent (compressed, if gzip), for bodies read in full.",
+                )
                 .with_unit("By")
                 .with_boundaries(BODY_BYTES.to_vec())
                 .build(),
@@ -246,10 +238,7 @@ impl IngestMetrics {
         for reason in [AuthFailure::Missing, AuthFailure::Invalid] {
             self.auth_failures.add(
                 0,
-                &[
-                    KeyValue::new("route", route),
-                    KeyValue::new("reason", reason.as_str()),
-                ],
+                &[KeyValue::new("route", route), KeyValue::new("reason", reason.as_str())],
             );
         }
     }
@@ -257,16 +246,12 @@ impl IngestMetrics {
     pub fn auth_failed(&self, route: &'static str, reason: AuthFailure) {
         self.auth_failures.add(
             1,
-            &[
-                KeyValue::new("route", route),
-                KeyValue::new("reason", reason.as_str()),
-            ],
+            &[KeyValue::new("route", route), KeyValue::new("reason", reason.as_str())],
         );
     }
 
     pub fn body_received(&self, route: &'static str, bytes: usize) {
-        self.body_bytes
-            .record(bytes as u64, &[KeyValue::new("route", route)]);
+        self.body_bytes.record(bytes as u64, &[KeyValue::new("route", route)]);
     }
 
     /// Count a request's events by (bounded) event type and decision.
@@ -317,12 +302,7 @@ impl EventTypeLabels {
         if !is_label_safe(event_type) {
             return OTHER.clone();
         }
-        if let Some(v) = self
-            .seen
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(event_type)
-        {
+        if let Some(v) = self.seen.read().unwrap_or_else(PoisonError::into_inner).get(event_type) {
             return v.clone();
         }
         let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
@@ -414,7 +394,9 @@ impl StoreMetrics {
             ),
             queue_depth: meter
                 .i64_up_down_counter("auditflow_store_queue_depth")
-                .with_description("Events accepted by the store writer and not yet answered (queued or being committed).")
+                .with_description(
+                    "Events accepted by the store writer and not yet answered (queued or being committed).",
+                )
                 .with_unit("{event}")
                 .build(),
             queue_capacity: meter
@@ -439,8 +421,7 @@ impl StoreMetrics {
     pub fn committed(&self, elapsed: Duration, stored: usize, duplicates: usize) {
         self.commit_duration.record(elapsed.as_secs_f64(), &[]);
         self.commit_events.record((stored + duplicates) as u64, &[]);
-        self.events
-            .add(stored as u64, &[KeyValue::new("result", "stored")]);
+        self.events.add(stored as u64, &[KeyValue::new("result", "stored")]);
         self.events
             .add(duplicates as u64, &[KeyValue::new("result", "duplicate")]);
     }
@@ -456,9 +437,7 @@ impl StoreMetrics {
 }
 
 /// Seconds, for requests to a SIEM: 5 ms … 30 s (the default request timeout).
-const SINK_SECONDS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+const SINK_SECONDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// The SIEM sinks' instruments; each sink records through
 /// [`SinkMetrics`](crate::sink::metrics::SinkMetrics), which holds its `sink` label and creates
@@ -515,11 +494,15 @@ impl SinkInstruments {
             ),
             stopped: meter
                 .u64_gauge("auditflow_sink_stopped")
-                .with_description("1 while the sink is stopped because the destination refused its credentials (401/403), else 0.")
+                .with_description(
+                    "1 while the sink is stopped because the destination refused its credentials (401/403), else 0.",
+                )
                 .build(),
             active: meter
                 .u64_gauge("auditflow_sink_active")
-                .with_description("1 while this process drives the sink (holds its lease), 0 while another replica does.")
+                .with_description(
+                    "1 while this process drives the sink (holds its lease), 0 while another replica does.",
+                )
                 .build(),
         }
     }
@@ -540,10 +523,7 @@ mod tests {
         assert_eq!(&*labels.label("tool_invoke"), "tool_invoke");
         // Free text and oversized values never become a label.
         let labels = EventTypeLabels::default();
-        assert_eq!(
-            &*labels.label("alice@example.com logged in"),
-            OTHER_EVENT_TYPE
-        );
+        assert_eq!(&*labels.label("alice@example.com logged in"), OTHER_EVENT_TYPE);
         assert_eq!(&*labels.label(&"x".repeat(65)), OTHER_EVENT_TYPE);
         assert_eq!(&*labels.label(""), OTHER_EVENT_TYPE);
     }
@@ -554,10 +534,7 @@ mod tests {
         m.http.record("/test-route", 200, Duration::from_millis(3));
         m.store.committed(Duration::from_millis(2), 3, 1);
         let text = m.render().expect("render");
-        assert!(
-            text.contains("# TYPE auditflow_http_requests_total counter"),
-            "{text}"
-        );
+        assert!(text.contains("# TYPE auditflow_http_requests_total counter"), "{text}");
         assert!(
             text.contains("# TYPE auditflow_http_request_duration_seconds histogram"),
             "{text}"

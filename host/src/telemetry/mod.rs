@@ -63,10 +63,7 @@ pub fn init_logging(format: LogFormat) {
 /// Install the global subscriber: logs in `format` and, when `otlp_endpoint` is set (the full
 /// OTLP/HTTP traces URL, e.g. `http://collector:4318/v1/traces`), every span exported as OTLP
 /// protobuf in batches. Later calls are no-ops.
-pub fn init(
-    format: LogFormat,
-    otlp_endpoint: Option<&str>,
-) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<TelemetryGuard, TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let tracer_provider = otlp_endpoint.map(otlp_tracer_provider).transpose()?;
     let otel_layer = tracer_provider.as_ref().map(|p| {
@@ -78,9 +75,7 @@ pub fn init(
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = match format {
         // Colours only for a terminal, not for files, journald or container logs.
-        LogFormat::Text => registry
-            .with(fmt.with_ansi(std::io::stderr().is_terminal()))
-            .try_init(),
+        LogFormat::Text => registry.with(fmt.with_ansi(std::io::stderr().is_terminal())).try_init(),
         LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
     };
     Ok(TelemetryGuard { tracer_provider })

@@ -64,7 +64,10 @@ impl Enrich {
         for (i, rule) in list.iter().enumerate() {
             let at = format!("fields[{i}]");
             let r = rule.as_object().ok_or(format!("{at} must be a table"))?;
-            if let Some(k) = r.keys().find(|k| !["from", "table", "to", "default"].contains(&k.as_str())) {
+            if let Some(k) = r
+                .keys()
+                .find(|k| !["from", "table", "to", "default"].contains(&k.as_str()))
+            {
                 return Err(format!("{at}: unknown key `{k}`"));
             }
             let need = |k: &str| string_key(r, k, &at)?.ok_or(format!("{at}.{k} is required"));
@@ -97,7 +100,9 @@ impl Enrich {
                     .map(str::to_owned),
                 None => fields::text_field(event, &rule.from).map(str::to_owned),
             };
-            let value = key.and_then(|k| lookup(&rule.table, &k)).or_else(|| rule.default.clone());
+            let value = key
+                .and_then(|k| lookup(&rule.table, &k))
+                .or_else(|| rule.default.clone());
             if let Some(value) = value {
                 set_path(&mut meta, &rule.to, Value::String(value));
             }
@@ -145,7 +150,11 @@ mod tests {
 
     #[test]
     fn unknown_config_keys_are_refused() {
-        assert!(Enrich::from_config(&json!({"feilds": []})).unwrap_err().contains("feilds"));
+        assert!(
+            Enrich::from_config(&json!({"feilds": []}))
+                .unwrap_err()
+                .contains("feilds")
+        );
         let bad = json!({"fields": [{"from": "agent_id", "table": "t", "to": "team"}]});
         assert!(Enrich::from_config(&bad).unwrap_err().contains("metadata path"));
     }

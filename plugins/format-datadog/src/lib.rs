@@ -45,12 +45,17 @@ pub struct DatadogLogs {
 
 impl DatadogLogs {
     pub fn from_config(config: &Value) -> Result<DatadogLogs, String> {
-        let t = ConfigTable::new(config, &["ddsource", "service", "hostname", "tags", "tag_fields", "timestamp"])?;
+        let t = ConfigTable::new(
+            config,
+            &["ddsource", "service", "hostname", "tags", "tag_fields", "timestamp"],
+        )?;
         let tags = t.strings("tags")?.unwrap_or_default();
         if let Some(bad) = tags.iter().find(|tag| tag.contains(',')) {
             return Err(format!("`tags`: `{bad}` contains a comma (ddtags is comma-separated)"));
         }
-        let tag_fields = t.strings("tag_fields")?.unwrap_or_else(|| vec!["event_type".into(), "decision".into()]);
+        let tag_fields = t
+            .strings("tag_fields")?
+            .unwrap_or_else(|| vec!["event_type".into(), "decision".into()]);
         check_field_names("tag_fields", &tag_fields)?;
         Ok(DatadogLogs {
             ddsource: t.string_or("ddsource", "auditflow")?,
@@ -139,7 +144,10 @@ mod tests {
     fn item_has_the_reserved_attributes_and_keeps_the_event_time() {
         let f = DatadogLogs::from_config(&json!({"tags": ["env:prod"], "hostname": "gw-1"})).unwrap();
         let v: Value = serde_json::from_str(&f.item(&sample_event()).unwrap()).unwrap();
-        assert_eq!(v["message"], "tool_invoke decision=deny tool=create_issue server=github-mcp agent=agent-1");
+        assert_eq!(
+            v["message"],
+            "tool_invoke decision=deny tool=create_issue server=github-mcp agent=agent-1"
+        );
         assert_eq!(v["ddsource"], "auditflow");
         assert_eq!(v["ddtags"], "env:prod,event_type:tool_invoke,decision:deny");
         assert_eq!(v["hostname"], "gw-1");

@@ -61,7 +61,16 @@ impl Ocsf {
     pub fn from_config(config: &Value) -> Result<Ocsf, String> {
         let t = ConfigTable::new(
             config,
-            &["product_name", "vendor_name", "product_version", "wrap", "host", "source", "sourcetype", "index"],
+            &[
+                "product_name",
+                "vendor_name",
+                "product_version",
+                "wrap",
+                "host",
+                "source",
+                "sourcetype",
+                "index",
+            ],
         )?;
         let wrap = match t.choice("wrap", &["none", "splunk_hec"], "none")?.as_str() {
             "splunk_hec" => Some(HecWrap {
@@ -71,7 +80,10 @@ impl Ocsf {
                 index: t.string("index")?,
             }),
             _ => {
-                if let Some(k) = ["host", "source", "sourcetype", "index"].iter().find(|k| t.string(k).ok().flatten().is_some()) {
+                if let Some(k) = ["host", "source", "sourcetype", "index"]
+                    .iter()
+                    .find(|k| t.string(k).ok().flatten().is_some())
+                {
                     return Err(format!("`{k}` only applies with wrap = \"splunk_hec\""));
                 }
                 None
@@ -109,7 +121,10 @@ impl Ocsf {
         }
 
         let mut actor = Map::new();
-        let app_actor = matches!(e.actor_type.as_deref(), Some("service" | "agent" | "app" | "application"));
+        let app_actor = matches!(
+            e.actor_type.as_deref(),
+            Some("service" | "agent" | "app" | "application")
+        );
         if app_actor {
             if let Some(id) = &e.actor_id {
                 actor.insert("app_uid".into(), json!(id));
@@ -211,11 +226,19 @@ impl Ocsf {
         if let Some(h) = &w.host {
             out.push_str(&format!(",\"host\":{}", text(&json!(h))?));
         }
-        out.push_str(&format!(",\"source\":{},\"sourcetype\":{}", text(&json!(w.source))?, text(&json!(w.sourcetype))?));
+        out.push_str(&format!(
+            ",\"source\":{},\"sourcetype\":{}",
+            text(&json!(w.source))?,
+            text(&json!(w.sourcetype))?
+        ));
         if let Some(i) = &w.index {
             out.push_str(&format!(",\"index\":{}", text(&json!(i))?));
         }
-        out.push_str(&format!(",\"event\":{},\"fields\":{}}}", text(&doc)?, text(&json!({ "event_id": e.event_id }))?));
+        out.push_str(&format!(
+            ",\"event\":{},\"fields\":{}}}",
+            text(&doc)?,
+            text(&json!({ "event_id": e.event_id }))?
+        ));
         Ok(out)
     }
 }

@@ -26,7 +26,15 @@ use auditflow_sdk::{Config, Event, Formatter, fields};
 use format_common::{ConfigTable, canonical, check_field_names, epoch_seconds};
 
 /// Typed fields indexed by default: low-cardinality facts a search filters on.
-const DEFAULT_INDEXED: &[&str] = &["event_type", "decision", "outcome", "agent_id", "server_name", "tool_name", "source"];
+const DEFAULT_INDEXED: &[&str] = &[
+    "event_type",
+    "decision",
+    "outcome",
+    "agent_id",
+    "server_name",
+    "tool_name",
+    "source",
+];
 
 #[derive(Debug)]
 pub struct SplunkHec {
@@ -135,7 +143,15 @@ mod tests {
 
     #[test]
     fn bad_config_is_refused_with_the_key() {
-        assert!(SplunkHec::from_config(&json!({"idx": "a"})).unwrap_err().contains("`idx`"));
-        assert!(SplunkHec::from_config(&json!({"indexed_fields": ["nope"]})).unwrap_err().contains("nope"));
+        assert!(
+            SplunkHec::from_config(&json!({"idx": "a"}))
+                .unwrap_err()
+                .contains("`idx`")
+        );
+        assert!(
+            SplunkHec::from_config(&json!({"indexed_fields": ["nope"]}))
+                .unwrap_err()
+                .contains("nope")
+        );
     }
 }

@@ -80,9 +80,7 @@ impl Memo {
 
 impl Hasher {
     pub fn new(key: Option<&str>) -> Hasher {
-        let mac = key.map(|k| {
-            Hmac::<Sha256>::new_from_slice(k.as_bytes()).expect("HMAC takes keys of any length")
-        });
+        let mac = key.map(|k| Hmac::<Sha256>::new_from_slice(k.as_bytes()).expect("HMAC takes keys of any length"));
         let seed = mac.as_ref().map_or(0, |m| {
             let digest = m
                 .clone()
@@ -118,11 +116,7 @@ impl Hasher {
             out.push_str(std::str::from_utf8(hex).expect("hex digits"));
             return true;
         }
-        let digest = mac
-            .clone()
-            .chain_update(text.as_bytes())
-            .finalize()
-            .into_bytes();
+        let digest = mac.clone().chain_update(text.as_bytes()).finalize().into_bytes();
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut hex = [0u8; 32];
         for (i, &b) in digest[..16].iter().enumerate() {
@@ -173,12 +167,7 @@ pub fn whole(action: Action, label: &str, text: &str, hasher: &Hasher) -> Rewrit
 /// one replacement covering all of them, so no part of either match survives; it is labelled
 /// by the hit that starts first (then the longest, then the more specific detector). Any hit
 /// whose action is `drop` drops the field.
-pub fn rewrite(
-    text: &str,
-    hits: &mut [Hit],
-    actions: &[Action; Detector::COUNT],
-    hasher: &Hasher,
-) -> Rewrite {
+pub fn rewrite(text: &str, hits: &mut [Hit], actions: &[Action; Detector::COUNT], hasher: &Hasher) -> Rewrite {
     if hits.is_empty() {
         return Rewrite::Unchanged;
     }
@@ -192,8 +181,7 @@ pub fn rewrite(
 
 /// Whether any of `hits` drops its field.
 pub fn drops(hits: &[Hit], actions: &[Action; Detector::COUNT]) -> bool {
-    hits.iter()
-        .any(|h| actions[h.detector as usize] == Action::Drop)
+    hits.iter().any(|h| actions[h.detector as usize] == Action::Drop)
 }
 
 /// Append `text` with `hits` applied to `out`, the kept text JSON-escaped if `json` (for
@@ -270,11 +258,7 @@ mod tests {
     use super::*;
 
     fn hit(start: usize, end: usize, detector: Detector) -> Hit {
-        Hit {
-            start,
-            end,
-            detector,
-        }
+        Hit { start, end, detector }
     }
 
     fn changed(r: Rewrite) -> String {
@@ -301,19 +285,13 @@ mod tests {
         assert_eq!(first, hash(&a, "bob@example.com"));
         // Again through the memo, and from a fresh hasher with the same key.
         assert_eq!(first, hash(&a, "bob@example.com"));
-        assert_eq!(
-            first,
-            hash(&Hasher::new(Some("test-key")), "bob@example.com")
-        );
+        assert_eq!(first, hash(&Hasher::new(Some("test-key")), "bob@example.com"));
         assert_ne!(first, hash(&b, "bob@example.com"));
         assert_ne!(first, hash(&a, "bob@example.org"));
         assert!(first.starts_with("[HASH:email:") && first.ends_with(']'));
         let hex = &first["[HASH:email:".len()..first.len() - 1];
         assert_eq!(hex.len(), 32);
-        assert!(
-            hex.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        );
+        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
 
     #[test]
@@ -334,25 +312,12 @@ mod tests {
         let first: Vec<String> = (0..MEMO_SLOTS + 10)
             .map(|i| changed(whole(Action::Hash, "x", &format!("v{i}"), &h)))
             .collect();
-        let filled = h
-            .memo
-            .lock()
-            .unwrap()
-            .slots
-            .iter()
-            .filter(|s| s.is_some())
-            .count();
+        let filled = h.memo.lock().unwrap().slots.iter().filter(|s| s.is_some()).count();
         assert!(filled > MEMO_SLOTS / 2 && filled <= MEMO_SLOTS, "{filled}");
         let fresh = Hasher::new(Some("k"));
         for (i, expected) in first.iter().enumerate().step_by(97) {
-            assert_eq!(
-                &changed(whole(Action::Hash, "x", &format!("v{i}"), &h)),
-                expected
-            );
-            assert_eq!(
-                &changed(whole(Action::Hash, "x", &format!("v{i}"), &fresh)),
-                expected
-            );
+            assert_eq!(&changed(whole(Action::Hash, "x", &format!("v{i}"), &h)), expected);
+            assert_eq!(&changed(whole(Action::Hash, "x", &format!("v{i}"), &fresh)), expected);
         }
         // Long inputs bypass the memo but hash the same way.
         let long = "y".repeat(MEMO_MAX_INPUT + 1);
@@ -395,10 +360,7 @@ mod tests {
         let mut hits = [hit(17, 26, Detector::Ipv4), hit(5, 13, Detector::Email)];
         let out = changed(rewrite(text, &mut hits, &actions, &Hasher::new(None)));
         assert_eq!(out, "mail [REDACTED:email] or [REDACTED:ipv4]!");
-        assert_eq!(
-            rewrite(text, &mut [], &actions, &Hasher::new(None)),
-            Rewrite::Unchanged
-        );
+        assert_eq!(rewrite(text, &mut [], &actions, &Hasher::new(None)), Rewrite::Unchanged);
     }
 
     #[test]
@@ -406,19 +368,13 @@ mod tests {
         let actions = [Action::Mask; Detector::COUNT];
         let text = "token=ghp_abc&x";
         // The same span from a key name and a format: the format names it.
-        let mut hits = [
-            hit(6, 13, Detector::Secret),
-            hit(6, 13, Detector::GithubToken),
-        ];
+        let mut hits = [hit(6, 13, Detector::Secret), hit(6, 13, Detector::GithubToken)];
         assert_eq!(
             changed(rewrite(text, &mut hits, &actions, &Hasher::new(None))),
             "token=[REDACTED:github_token]&x"
         );
         // Partial overlap: the union goes.
-        let mut hits = [
-            hit(0, 8, Detector::Secret),
-            hit(6, 15, Detector::GithubToken),
-        ];
+        let mut hits = [hit(0, 8, Detector::Secret), hit(6, 15, Detector::GithubToken)];
         assert_eq!(
             changed(rewrite(text, &mut hits, &actions, &Hasher::new(None))),
             "[REDACTED:secret]"

@@ -71,10 +71,7 @@ pub fn parse(config: &Value) -> Result<Settings, String> {
         Value::Object(obj) => obj,
         Value::Null => &empty,
         other => {
-            return Err(format!(
-                "config must be a table (JSON object), not {}",
-                kind(other)
-            ));
+            return Err(format!("config must be a table (JSON object), not {}", kind(other)));
         }
     };
     for key in obj.keys() {
@@ -112,9 +109,7 @@ pub fn parse(config: &Value) -> Result<Settings, String> {
             let key = format!("actions.{name}");
             let d = detector(name, &key)?;
             if !detectors.contains(&d) {
-                return Err(format!(
-                    "{key}: detector {name:?} is not enabled in detectors"
-                ));
+                return Err(format!("{key}: detector {name:?} is not enabled in detectors"));
             }
             actions[d as usize] = action(a, &key)?;
             action_source[d as usize] = key;
@@ -202,9 +197,7 @@ pub fn parse(config: &Value) -> Result<Settings, String> {
             .find(|(_, rule)| **rule == FieldRule::Redact(Action::Hash))
             .map(|(path, _)| field_source[path].1.clone());
         if let Some(source) = detector_hash.or(field_hash) {
-            return Err(format!(
-                "hash_key: required because {source} uses the hash action"
-            ));
+            return Err(format!("hash_key: required because {source} uses the hash action"));
         }
     }
 
@@ -238,20 +231,14 @@ fn kind(v: &Value) -> &'static str {
 
 fn strings(v: &Value, key: &str) -> Result<Vec<String>, String> {
     let Value::Array(items) = v else {
-        return Err(format!(
-            "{key}: expected an array of strings, not {}",
-            kind(v)
-        ));
+        return Err(format!("{key}: expected an array of strings, not {}", kind(v)));
     };
     items
         .iter()
         .enumerate()
         .map(|(i, item)| match item {
             Value::String(s) => Ok(s.clone()),
-            other => Err(format!(
-                "{key}[{i}]: expected a string, not {}",
-                kind(other)
-            )),
+            other => Err(format!("{key}[{i}]: expected a string, not {}", kind(other))),
         })
         .collect()
 }
@@ -265,12 +252,8 @@ fn table<'a>(v: &'a Value, key: &str) -> Result<&'a Map<String, Value>, String> 
 
 fn action(v: &Value, key: &str) -> Result<Action, String> {
     match v {
-        Value::String(name) => Action::from_name(name).ok_or_else(|| {
-            format!(
-                "{key}: unknown action {name:?}; expected {}",
-                Action::EXPECTED
-            )
-        }),
+        Value::String(name) => Action::from_name(name)
+            .ok_or_else(|| format!("{key}: unknown action {name:?}; expected {}", Action::EXPECTED)),
         other => Err(format!(
             "{key}: expected an action ({}), not {}",
             Action::EXPECTED,
@@ -362,24 +345,15 @@ mod tests {
             "hash_key": "k",
         }))
         .unwrap();
-        assert_eq!(
-            s.detectors,
-            vec![Detector::Email, Detector::Ssn, Detector::CreditCard]
-        );
+        assert_eq!(s.detectors, vec![Detector::Email, Detector::Ssn, Detector::CreditCard]);
         assert_eq!(s.actions[Detector::Email as usize], Action::Hash);
         assert_eq!(s.actions[Detector::Ssn as usize], Action::Drop);
         assert_eq!(s.actions[Detector::CreditCard as usize], Action::Hash);
         assert_eq!(s.actions[Detector::Secret as usize], Action::Drop);
         assert_eq!(s.secret_keys, vec!["pin", "otp"]);
         assert_eq!(s.fields["actor.id"], FieldRule::Redact(Action::Hash));
-        assert_eq!(
-            s.fields["metadata.args.body"],
-            FieldRule::Redact(Action::Drop)
-        );
-        assert_eq!(
-            s.fields["metadata.args.cmd"],
-            FieldRule::Redact(Action::Hash)
-        );
+        assert_eq!(s.fields["metadata.args.body"], FieldRule::Redact(Action::Drop));
+        assert_eq!(s.fields["metadata.args.cmd"], FieldRule::Redact(Action::Hash));
         assert_eq!(s.fields["metadata.gateway_version"], FieldRule::Allow);
         assert_eq!(s.fields["metadata"], FieldRule::Allow);
         assert_eq!(s.scan_fields, vec!["reason"]);
@@ -389,27 +363,15 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let cases = [
-            (
-                json!({"detector": ["email"]}),
-                "unknown config key \"detector\"",
-            ),
+            (json!({"detector": ["email"]}), "unknown config key \"detector\""),
             (json!([]), "config must be a table"),
             (
                 json!({"detectors": ["email", "passport"]}),
                 "detectors: unknown detector \"passport\"",
             ),
-            (
-                json!({"detectors": "email"}),
-                "detectors: expected an array of strings",
-            ),
-            (
-                json!({"detectors": ["email", 3]}),
-                "detectors[1]: expected a string",
-            ),
-            (
-                json!({"detectors": ["secret"]}),
-                "secret_keys and secret_key_action",
-            ),
+            (json!({"detectors": "email"}), "detectors: expected an array of strings"),
+            (json!({"detectors": ["email", 3]}), "detectors[1]: expected a string"),
+            (json!({"detectors": ["secret"]}), "secret_keys and secret_key_action"),
             (
                 json!({"actions": {"email": "blur"}}),
                 "actions.email: unknown action \"blur\"",
@@ -423,10 +385,7 @@ mod tests {
                 json!({"detectors": ["ssn"], "actions": {"email": "hash"}}),
                 "actions.email: detector \"email\" is not enabled",
             ),
-            (
-                json!({"default_action": 1}),
-                "default_action: expected an action",
-            ),
+            (json!({"default_action": 1}), "default_action: expected an action"),
             (
                 json!({"secret_key_action": "redact"}),
                 "secret_key_action: unknown action \"redact\"",
@@ -445,10 +404,7 @@ mod tests {
                 json!({"fields": {"metadata": "drop"}}),
                 "fields: unknown field \"metadata\"",
             ),
-            (
-                json!({"fields": {"metadata..a": "drop"}}),
-                "empty path segment",
-            ),
+            (json!({"fields": {"metadata..a": "drop"}}), "empty path segment"),
             (
                 json!({"fields": {"reason": "wipe"}}),
                 "fields.reason: unknown action \"wipe\"",

@@ -312,11 +312,7 @@ pub(crate) mod testing {
 
     #[track_caller]
     pub fn assert_finds(name: &str, text: &str, expected: &str) {
-        assert_eq!(
-            found(text, name),
-            vec![expected.to_owned()],
-            "{name} in {text:?}"
-        );
+        assert_eq!(found(text, name), vec![expected.to_owned()], "{name} in {text:?}");
     }
 
     #[track_caller]

@@ -54,10 +54,7 @@ impl Redactor {
             .filter_map(|&name| match settings.fields.get(name) {
                 Some(FieldRule::Allow) => None,
                 Some(FieldRule::Redact(action)) => Some((name, TypedPlan::Whole(*action))),
-                None => settings
-                    .scan_fields
-                    .contains(&name)
-                    .then_some((name, TypedPlan::Scan)),
+                None => settings.scan_fields.contains(&name).then_some((name, TypedPlan::Scan)),
             })
             .collect();
         Ok(Redactor {
@@ -109,12 +106,10 @@ impl Redactor {
         let mut scratch = Scratch::default();
         events
             .into_iter()
-            .map(
-                |mut event| match self.redact_with(&mut event, &mut scratch) {
-                    Ok(()) => Outcome::Keep(event),
-                    Err(e) => Outcome::Error(e),
-                },
-            )
+            .map(|mut event| match self.redact_with(&mut event, &mut scratch) {
+                Ok(()) => Outcome::Keep(event),
+                Err(e) => Outcome::Error(e),
+            })
             .collect()
     }
 

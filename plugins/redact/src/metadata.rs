@@ -46,8 +46,7 @@ impl MetaRules {
 
     /// Whether metadata needs no look at all: allowed as a whole, with no rule inside.
     pub fn skip_all(&self) -> bool {
-        self.rules.get("metadata") == Some(&FieldRule::Allow)
-            && !self.ancestors.contains("metadata")
+        self.rules.get("metadata") == Some(&FieldRule::Allow) && !self.ancestors.contains("metadata")
     }
 }
 
@@ -313,12 +312,7 @@ impl<'a> Pass<'a, '_> {
     /// Replace (or drop) the value at `pos` as a whole, whatever its type. With `if_informative`,
     /// `null`, booleans and empty strings, arrays and objects are left alone: they reveal
     /// nothing, and `"password_set": true` stays readable.
-    fn replace_value(
-        &mut self,
-        action: Action,
-        label: &str,
-        if_informative: bool,
-    ) -> Result<bool, String> {
+    fn replace_value(&mut self, action: Action, label: &str, if_informative: bool) -> Result<bool, String> {
         let start = self.pos;
         self.value(Mode::Skip)?;
         let raw = &self.src[start..self.pos];
@@ -355,11 +349,7 @@ impl<'a> Pass<'a, '_> {
             return Ok(fate);
         }
         loop {
-            let element_mode = if let Fate::Drop = fate {
-                Mode::Skip
-            } else {
-                mode
-            };
+            let element_mode = if let Fate::Drop = fate { Mode::Skip } else { mode };
             if let Fate::Drop = self.value(element_mode)? {
                 fate = Fate::Drop;
             }
@@ -613,9 +603,7 @@ fn informative(raw: &str) -> bool {
     match raw.as_bytes()[0] {
         b'n' | b't' | b'f' => false,
         b'"' => raw.len() > 2,
-        b'[' | b'{' => !raw[1..raw.len() - 1]
-            .trim_matches([' ', '\t', '\n', '\r'])
-            .is_empty(),
+        b'[' | b'{' => !raw[1..raw.len() - 1].trim_matches([' ', '\t', '\n', '\r']).is_empty(),
         _ => true,
     }
 }
@@ -651,8 +639,7 @@ mod tests {
         let r = Redactor::from_config(&config).expect("valid config");
         let out = redact(&r, text, &mut Scratch::default())?;
         if let Some(out) = &out {
-            serde_json::from_str::<Value>(out)
-                .unwrap_or_else(|e| panic!("invalid output {out:?}: {e}"));
+            serde_json::from_str::<Value>(out).unwrap_or_else(|e| panic!("invalid output {out:?}: {e}"));
         }
         Ok(out)
     }
@@ -664,10 +651,7 @@ mod tests {
     #[test]
     fn untouched_text_is_not_rebuilt() {
         assert_eq!(
-            run(
-                json!({}),
-                r#"{ "b": [1, 2.5e3, -0, true, null], "a": "4.6.6" }"#
-            ),
+            run(json!({}), r#"{ "b": [1, 2.5e3, -0, true, null], "a": "4.6.6" }"#),
             Ok(None)
         );
     }
@@ -689,14 +673,8 @@ mod tests {
         // `\u0040` is `@`: the escape must not hide the address.
         let out = changed(json!({}), r#"{"m": "bob\u0040x.io \"quoted\"\n"}"#);
         assert_eq!(out, r#"{"m": "[REDACTED:email] \"quoted\"\n"}"#);
-        let out = changed(
-            json!({}),
-            r#"{"k\u0065y": "x", "pass\u0077ord": "hunter2"}"#,
-        );
-        assert_eq!(
-            out,
-            r#"{"k\u0065y": "x", "pass\u0077ord": "[REDACTED:secret]"}"#
-        );
+        let out = changed(json!({}), r#"{"k\u0065y": "x", "pass\u0077ord": "hunter2"}"#);
+        assert_eq!(out, r#"{"k\u0065y": "x", "pass\u0077ord": "[REDACTED:secret]"}"#);
     }
 
     #[test]
@@ -731,14 +709,8 @@ mod tests {
     #[test]
     fn hashing_non_strings_ignores_formatting() {
         let config = json!({"secret_key_action": "hash", "hash_key": "k"});
-        let a: Value = serde_json::from_str(&changed(
-            config.clone(),
-            r#"{"token": {"b": 1, "a": [1,2]}}"#,
-        ))
-        .unwrap();
-        let b: Value =
-            serde_json::from_str(&changed(config, r#"{"token": { "a": [1, 2], "b": 1 }}"#))
-                .unwrap();
+        let a: Value = serde_json::from_str(&changed(config.clone(), r#"{"token": {"b": 1, "a": [1,2]}}"#)).unwrap();
+        let b: Value = serde_json::from_str(&changed(config, r#"{"token": { "a": [1, 2], "b": 1 }}"#)).unwrap();
         assert_eq!(a, b);
         assert!(a["token"].as_str().unwrap().starts_with("[HASH:secret:"));
     }
@@ -775,10 +747,7 @@ mod tests {
             "",
         ] {
             let err = run(json!({}), bad).expect_err(bad);
-            assert!(
-                err.starts_with("metadata is not valid JSON: "),
-                "{bad}: {err}"
-            );
+            assert!(err.starts_with("metadata is not valid JSON: "), "{bad}: {err}");
         }
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(
@@ -824,10 +793,7 @@ mod tests {
                 }
                 1 => format!(
                     "[{}]",
-                    (0..next(3))
-                        .map(|_| doc(next, depth + 1))
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    (0..next(3)).map(|_| doc(next, depth + 1)).collect::<Vec<_>>().join(",")
                 ),
                 _ => LEAVES[next(LEAVES.len())].to_owned(),
             }

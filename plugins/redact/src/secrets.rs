@@ -113,10 +113,7 @@ impl SecretKeys {
             if i + 1 < n {
                 let pair = usize::from(k[i]) << 8 | usize::from(k[i + 1]);
                 if self.starts[pair >> 6] & (1 << (pair & 63)) != 0
-                    && self
-                        .entries
-                        .iter()
-                        .any(|e| e.len() >= 2 && k[i..].starts_with(e))
+                    && self.entries.iter().any(|e| e.len() >= 2 && k[i..].starts_with(e))
                 {
                     return true;
                 }
@@ -187,11 +184,7 @@ impl SecretKeys {
         let mut end = value_end(s, v);
         // `Authorization: Bearer abc`: redact the credential, keep the scheme.
         let word = &s[v..end];
-        if SCHEMES
-            .iter()
-            .any(|scheme| word.eq_ignore_ascii_case(scheme))
-            && s.get(end) == Some(&b' ')
-        {
+        if SCHEMES.iter().any(|scheme| word.eq_ignore_ascii_case(scheme)) && s.get(end) == Some(&b' ') {
             let mut c = end;
             while s.get(c) == Some(&b' ') {
                 c += 1;
@@ -211,12 +204,7 @@ fn is_key_byte(b: u8) -> bool {
 
 /// Where an unquoted value ends: at `&`, whitespace, `;`, `,` or a quote.
 fn value_end(s: &[u8], mut i: usize) -> usize {
-    while i < s.len()
-        && !matches!(
-            s[i],
-            b'&' | b' ' | b'\t' | b'\n' | b'\r' | b';' | b',' | b'"' | b'\''
-        )
-    {
+    while i < s.len() && !matches!(s[i], b'&' | b' ' | b'\t' | b'\n' | b'\r' | b';' | b',' | b'"' | b'\'') {
         i += 1;
     }
     i
@@ -295,10 +283,7 @@ mod tests {
         assert!(keys.is_secret("card_PIN"));
         assert!(keys.is_secret("x-id"));
         assert!(!keys.is_secret("password"));
-        assert!(
-            keys.is_secret("pi_n2"),
-            "separators are dropped before matching"
-        );
+        assert!(keys.is_secret("pi_n2"), "separators are dropped before matching");
         assert!(!keys.is_secret("pn_i"));
         assert!(!SecretKeys::new(&[]).is_secret("password"));
         assert!(!SecretKeys::valid_entry("-_-"));
@@ -308,9 +293,7 @@ mod tests {
     #[test]
     fn query_strings() {
         assert_eq!(
-            values(
-                "https://api.example.com/login?user=svc&password=pWwtG2Bg#YS&token=ghp_JN6U6PrPod&page=2"
-            ),
+            values("https://api.example.com/login?user=svc&password=pWwtG2Bg#YS&token=ghp_JN6U6PrPod&page=2"),
             ["pWwtG2Bg#YS", "ghp_JN6U6PrPod"]
         );
     }
@@ -326,10 +309,7 @@ mod tests {
             values("Authorization: Bearer abc.def.ghi\nX-Request-Id: 42"),
             ["abc.def.ghi"]
         );
-        assert_eq!(
-            values("Authorization: Basic dXNlcjpwYXNz"),
-            ["dXNlcjpwYXNz"]
-        );
+        assert_eq!(values("Authorization: Basic dXNlcjpwYXNz"), ["dXNlcjpwYXNz"]);
         assert_eq!(
             values("X-Request-Id: a46d6753-ec14-4cb4-8e73-ca47ea90a8f0"),
             Vec::<&str>::new()
@@ -338,19 +318,13 @@ mod tests {
 
     #[test]
     fn embedded_json_and_quotes() {
-        assert_eq!(
-            values(r#"{"password": "p@ss w0rd", "user": "bob"}"#),
-            ["p@ss w0rd"]
-        );
+        assert_eq!(values(r#"{"password": "p@ss w0rd", "user": "bob"}"#), ["p@ss w0rd"]);
         assert_eq!(values("secret='abc def'"), ["abc def"]);
     }
 
     #[test]
     fn url_userinfo() {
-        assert_eq!(
-            values("postgres://app:s3cr3t@db.internal:5432/app"),
-            ["s3cr3t"]
-        );
+        assert_eq!(values("postgres://app:s3cr3t@db.internal:5432/app"), ["s3cr3t"]);
         assert_eq!(values("https://example.com:8443/path"), Vec::<&str>::new());
     }
 

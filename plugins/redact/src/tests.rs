@@ -46,10 +46,7 @@ fn typed_fields_are_scanned() {
     assert_eq!(e.source_ip.as_deref(), Some("[REDACTED:ipv4]"));
     assert_eq!(e.reason.as_deref(), Some("denied for [REDACTED:email]"));
     // Not scanned, or nothing to find: unchanged.
-    assert_eq!(
-        e.request_id.as_deref(),
-        Some("a6cecc1b-78e5-4061-b311-d8a3c2ce6f44")
-    );
+    assert_eq!(e.request_id.as_deref(), Some("a6cecc1b-78e5-4061-b311-d8a3c2ce6f44"));
     assert_eq!(e.agent_id.as_deref(), Some("agent-22"));
     assert_eq!(e.event_id, "7eed8d14-f06d-4fef-b019-66a0c381e88f");
 }
@@ -57,16 +54,15 @@ fn typed_fields_are_scanned() {
 #[test]
 fn scan_fields_limits_typed_scanning() {
     let mut e = event(json!({}));
-    redactor(json!({"scan_fields": ["reason"]}))
-        .redact(&mut e)
-        .unwrap();
+    redactor(json!({"scan_fields": ["reason"]})).redact(&mut e).unwrap();
     assert_eq!(e.actor_id.as_deref(), Some("obrien@mail.example.net"));
     assert_eq!(e.source_ip.as_deref(), Some("203.0.113.9"));
 }
 
 #[test]
 fn field_actions_on_typed_fields() {
-    let config = json!({"fields": {"actor.id": "hash", "agent_id": "mask", "source_ip": "drop"}, "hash_key": "test-key"});
+    let config =
+        json!({"fields": {"actor.id": "hash", "agent_id": "mask", "source_ip": "drop"}, "hash_key": "test-key"});
     let mut e = event(json!({}));
     redactor(config.clone()).redact(&mut e).unwrap();
     let hashed = e.actor_id.clone().unwrap();
@@ -96,10 +92,7 @@ fn detector_actions() {
         json!({"to": "mail bob@example.com", "q": "ssn = '391-55-0476'", "list": ["x", "078-05-1120"], "keep": "ok"}),
     );
     let to = out["to"].as_str().unwrap();
-    assert!(
-        to.starts_with("mail [HASH:email:") && !to.contains("bob"),
-        "{to}"
-    );
+    assert!(to.starts_with("mail [HASH:email:") && !to.contains("bob"), "{to}");
     // Dropped: the key, and an array holding a dropped element.
     assert!(out.get("q").is_none() && out.get("list").is_none(), "{out}");
     assert_eq!(out["keep"], "ok");
@@ -116,10 +109,7 @@ fn default_action_applies_to_detectors_without_one() {
 
 #[test]
 fn disabled_detectors_leave_matches() {
-    let out = meta(
-        json!({"detectors": ["ssn"]}),
-        json!({"a": "bob@x.io 391-55-0476"}),
-    );
+    let out = meta(json!({"detectors": ["ssn"]}), json!({"a": "bob@x.io 391-55-0476"}));
     assert_eq!(out["a"], "bob@x.io [REDACTED:ssn]");
 }
 
@@ -142,17 +132,11 @@ fn secret_keys_redact_whole_values_at_any_depth() {
     );
     let args = &out["args"];
     assert_eq!(args["headers"]["Authorization"], "[REDACTED:secret]");
-    assert_eq!(
-        args["headers"]["X-Request-Id"],
-        "a46d6753-ec14-4cb4-8e73-ca47ea90a8f0"
-    );
+    assert_eq!(args["headers"]["X-Request-Id"], "a46d6753-ec14-4cb4-8e73-ca47ea90a8f0");
     assert_eq!(args["db"]["password"], "[REDACTED:secret]");
     assert_eq!(args["db"]["user"], "svc");
     assert_eq!(args["db"]["session"], "[REDACTED:secret]");
-    assert_eq!(
-        args["items"],
-        json!([{"api_key": "[REDACTED:secret]"}, {"name": "n"}])
-    );
+    assert_eq!(args["items"], json!([{"api_key": "[REDACTED:secret]"}, {"name": "n"}]));
     assert_eq!(args["password_set"], true);
     assert_eq!(args["cookie"], "");
 }
@@ -164,24 +148,15 @@ fn secret_key_action_and_lists() {
         json!({"pin": 1234, "token": "x", "user": "u"}),
     );
     assert_eq!(out, json!({"user": "u"}));
-    let out = meta(
-        json!({"secret_keys": ["pin"]}),
-        json!({"pin": 1234, "token": "x"}),
-    );
+    let out = meta(json!({"secret_keys": ["pin"]}), json!({"pin": 1234, "token": "x"}));
     assert_eq!(out, json!({"pin": "[REDACTED:secret]", "token": "x"}));
-    let out = meta(
-        json!({"secret_keys": []}),
-        json!({"password": "x", "q": "password=y"}),
-    );
+    let out = meta(json!({"secret_keys": []}), json!({"password": "x", "q": "password=y"}));
     assert_eq!(out, json!({"password": "x", "q": "password=y"}));
     let out = meta(
         json!({"secret_key_action": "hash", "hash_key": "k"}),
         json!({"token": {"a": [1, 2]}}),
     );
-    assert!(
-        out["token"].as_str().unwrap().starts_with("[HASH:secret:"),
-        "{out}"
-    );
+    assert!(out["token"].as_str().unwrap().starts_with("[HASH:secret:"), "{out}");
 }
 
 #[test]
@@ -206,10 +181,7 @@ fn secrets_inside_strings() {
 #[test]
 fn private_key_blocks() {
     let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAs9\nq83Z==\n-----END RSA PRIVATE KEY-----";
-    let out = meta(
-        json!({}),
-        json!({"file": format!("id_rsa:\n{pem}\n# end"), "pem": pem}),
-    );
+    let out = meta(json!({}), json!({"file": format!("id_rsa:\n{pem}\n# end"), "pem": pem}));
     assert_eq!(out["file"], "id_rsa:\n[REDACTED:private_key]\n# end");
     assert_eq!(out["pem"], "[REDACTED:private_key]");
 }
@@ -258,24 +230,21 @@ fn allow_and_deny_fields() {
     // Allowing metadata as a whole leaves it byte for byte.
     let mut e = event(metadata);
     let before = e.metadata.clone();
-    redactor(json!({"allow_fields": ["metadata"]}))
-        .redact(&mut e)
-        .unwrap();
+    redactor(json!({"allow_fields": ["metadata"]})).redact(&mut e).unwrap();
     assert_eq!(e.metadata, before);
 
     // Typed fields: allowed ones are not scanned, denied ones use the default action.
     let mut e = event(json!({}));
-    redactor(json!({"allow_fields": ["actor.id"], "deny_fields": ["agent_id"], "default_action": "drop"})).redact(&mut e).unwrap();
+    redactor(json!({"allow_fields": ["actor.id"], "deny_fields": ["agent_id"], "default_action": "drop"}))
+        .redact(&mut e)
+        .unwrap();
     assert_eq!(e.actor_id.as_deref(), Some("obrien@mail.example.net"));
     assert_eq!(e.agent_id, None);
 }
 
 #[test]
 fn keys_holding_pii_are_renamed() {
-    let out = meta(
-        json!({}),
-        json!({"by_user": {"bob@x.io": 1, "amy@x.io": 2, "n": 3}}),
-    );
+    let out = meta(json!({}), json!({"by_user": {"bob@x.io": 1, "amy@x.io": 2, "n": 3}}));
     let keys: Vec<&String> = out["by_user"].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["[REDACTED:email]", "[REDACTED:email]#2", "n"]);
 }
@@ -316,9 +285,7 @@ fn invalid_metadata_is_an_error() {
         Outcome::Keep(e) => assert_eq!(e.metadata, r#"{"a":"[REDACTED:email]"}"#),
         other => panic!("expected keep, got {other:?}"),
     }
-    assert!(
-        matches!(&outcomes[1], Outcome::Error(e) if e.starts_with("metadata is not valid JSON"))
-    );
+    assert!(matches!(&outcomes[1], Outcome::Error(e) if e.starts_with("metadata is not valid JSON")));
 }
 
 #[test]
@@ -344,9 +311,7 @@ fn plugin_init_and_batch() {
 fn redactor_is_shareable_across_threads() {
     fn shareable<T: Send + Sync>() {}
     shareable::<Redactor>();
-    let r = std::sync::Arc::new(redactor(
-        json!({"actions": {"email": "hash"}, "hash_key": "k"}),
-    ));
+    let r = std::sync::Arc::new(redactor(json!({"actions": {"email": "hash"}, "hash_key": "k"})));
     let outputs: Vec<String> = (0..4)
         .map(|_| {
             let r = r.clone();
@@ -359,9 +324,7 @@ fn redactor_is_shareable_across_threads() {
         .map(|t| t.join().unwrap())
         .collect();
     assert!(
-        outputs
-            .iter()
-            .all(|o| o == &outputs[0] && o.contains("[HASH:email:")),
+        outputs.iter().all(|o| o == &outputs[0] && o.contains("[HASH:email:")),
         "{outputs:?}"
     );
 }

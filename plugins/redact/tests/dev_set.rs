@@ -8,14 +8,8 @@ use auditflow_sdk::{Event, Outcome};
 use redact::Redactor;
 use serde_json::{Value, json};
 
-const EVENTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/events-dev.ndjson"
-);
-const LABELS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/labels-dev.ndjson"
-);
+const EVENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/events-dev.ndjson");
+const LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/labels-dev.ndjson");
 
 fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
@@ -40,9 +34,7 @@ fn to_event(v: &Value) -> Event {
         correlation_id: text(v, "correlation_id"),
         source_ip: text(v, "source_ip"),
         source: "dev".to_owned(),
-        metadata: v
-            .get("metadata")
-            .map_or_else(|| "{}".to_owned(), Value::to_string),
+        metadata: v.get("metadata").map_or_else(|| "{}".to_owned(), Value::to_string),
     }
 }
 
@@ -107,8 +99,7 @@ fn dev_set_pii_is_gone_and_decoys_survive() {
     assert_eq!(events.len(), labels.len(), "one label line per event");
 
     let redactor =
-        Redactor::from_config(&json!({"fields": {"actor.id": "hash"}, "hash_key": "test-key"}))
-            .expect("config");
+        Redactor::from_config(&json!({"fields": {"actor.id": "hash"}, "hash_key": "test-key"})).expect("config");
     let inputs: Vec<Event> = events.iter().map(to_event).collect();
     // In batches of 256 like the pipeline's, whose reused buffers must not carry anything
     // over: each event must come out exactly as when redacted on its own.
@@ -134,10 +125,7 @@ fn dev_set_pii_is_gone_and_decoys_survive() {
         let Outcome::Keep(output) = outcome else {
             panic!("event {} was not kept: {outcome:?}", input.event_id)
         };
-        assert_eq!(
-            output.event_id, input.event_id,
-            "event_id must never change"
-        );
+        assert_eq!(output.event_id, input.event_id, "event_id must never change");
         let label = &labels[&input.event_id];
         let hay = haystacks(&output);
         let list = |key: &str| -> Vec<String> {

@@ -34,11 +34,7 @@ pub fn visit_strings_mut(value: &mut Value, f: &mut impl FnMut(Option<&str>, &mu
     visit(value, None, f);
 }
 
-fn visit(
-    value: &mut Value,
-    key: Option<&str>,
-    f: &mut impl FnMut(Option<&str>, &mut String) -> Visit,
-) -> Visit {
+fn visit(value: &mut Value, key: Option<&str>, f: &mut impl FnMut(Option<&str>, &mut String) -> Visit) -> Visit {
     match value {
         Value::String(s) => f(key, s),
         Value::Array(items) => {

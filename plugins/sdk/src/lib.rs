@@ -133,7 +133,7 @@ macro_rules! export_transform {
                     })
                 }
             }
-            $crate::__rt::bindings::export_stage!(Export with_types_in $crate::__rt::bindings);
+    $crate::__rt::bindings::export_stage!(Export with_types_in $crate::__rt::bindings);
         };
     };
 }
@@ -167,11 +167,14 @@ macro_rules! export_formatter {
                             .iter()
                             .map(|e| <$plugin as $crate::Formatter>::format(p, e))
                             .collect(),
-                        None => events.iter().map(|_| Err("plugin not initialised".into())).collect(),
+                        None => events
+                            .iter()
+                            .map(|_| Err("plugin not initialised".into()))
+                            .collect(),
                     })
                 }
             }
-            $crate::__rt::formatter_bindings::export_format!(Export with_types_in $crate::__rt::formatter_bindings);
+    $crate::__rt::formatter_bindings::export_format!(Export with_types_in $crate::__rt::formatter_bindings);
         };
     };
 }

@@ -88,7 +88,11 @@ impl Store for TestStore {
 }
 
 fn config(queue_capacity: usize, max_batch_events: usize) -> GroupCommitConfig {
-    GroupCommitConfig { queue_capacity, max_batch_events, max_wait: Duration::from_millis(2) }
+    GroupCommitConfig {
+        queue_capacity,
+        max_batch_events,
+        max_wait: Duration::from_millis(2),
+    }
 }
 
 /// Events numbered `from..from + n`.
@@ -112,10 +116,20 @@ fn spawn_commit(gc: &GroupCommit, events: Vec<Event>) -> JoinHandle<Result<Commi
 
 /// Start a gated writer and park a first one-event request inside `append`, so everything
 /// committed next queues up behind it.
-async fn parked_writer(store: &Arc<TestStore>, cfg: GroupCommitConfig) -> (GroupCommit, JoinHandle<()>, JoinHandle<Result<CommitReceipt, CommitError>>) {
+async fn parked_writer(
+    store: &Arc<TestStore>,
+    cfg: GroupCommitConfig,
+) -> (
+    GroupCommit,
+    JoinHandle<()>,
+    JoinHandle<Result<CommitReceipt, CommitError>>,
+) {
     let (gc, writer) = GroupCommit::start(store.clone(), cfg);
     let first = spawn_commit(&gc, vec![event(999_999)]);
-    until("the first append to start", || store.entered.load(Ordering::SeqCst) == 1).await;
+    until("the first append to start", || {
+        store.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
     (gc, writer, first)
 }
 
@@ -134,12 +148,29 @@ async fn concurrent_commits_share_one_transaction() {
         assert_eq!((receipt.stored, receipt.duplicates), (10, 0), "caller {c}");
         // Each caller's seqs point at its own events, in its own order.
         for (i, r) in receipt.results.iter().enumerate() {
-            let Appended::Stored { seq } = *r else { panic!("caller {c}: unexpected duplicate") };
-            let row = store.query(&EventQuery { after_seq: Some(seq - 1), limit: 1, ..EventQuery::default() }).await.expect("query");
-            assert_eq!(row[0].event.event_id, event(c as u32 * 100 + i as u32).event_id, "caller {c} got another caller's result");
+            let Appended::Stored { seq } = *r else {
+                panic!("caller {c}: unexpected duplicate")
+            };
+            let row = store
+                .query(&EventQuery {
+                    after_seq: Some(seq - 1),
+                    limit: 1,
+                    ..EventQuery::default()
+                })
+                .await
+                .expect("query");
+            assert_eq!(
+                row[0].event.event_id,
+                event(c as u32 * 100 + i as u32).event_id,
+                "caller {c} got another caller's result"
+            );
         }
     }
-    assert_eq!(store.batches(), vec![1, 500], "50 queued requests were not merged into one append");
+    assert_eq!(
+        store.batches(),
+        vec![1, 500],
+        "50 queued requests were not merged into one append"
+    );
     assert_eq!(gc.queue_depth(), 0, "permits were not returned");
     assert_chain_verifies(&*store).await;
 }
@@ -161,9 +192,19 @@ async fn each_caller_gets_its_own_duplicate_counts() {
     // b: its first event was stored by the parked request; c: event 2 came first in b, and
     // event 3 repeats within c.
     assert_eq!((b.stored, b.duplicates), (2, 1));
-    assert_eq!(b.results, vec![Appended::Duplicate, Appended::Stored { seq: 2 }, Appended::Stored { seq: 3 }]);
+    assert_eq!(
+        b.results,
+        vec![
+            Appended::Duplicate,
+            Appended::Stored { seq: 2 },
+            Appended::Stored { seq: 3 }
+        ]
+    );
     assert_eq!((c.stored, c.duplicates), (1, 2));
-    assert_eq!(c.results, vec![Appended::Duplicate, Appended::Stored { seq: 4 }, Appended::Duplicate]);
+    assert_eq!(
+        c.results,
+        vec![Appended::Duplicate, Appended::Stored { seq: 4 }, Appended::Duplicate]
+    );
     assert_eq!(store.count().await.expect("count"), 4);
 }
 
@@ -220,7 +261,11 @@ async fn store_failure_refuses_the_whole_group_and_the_next_group_succeeds() {
         }
     }
     assert_eq!(store.batches(), vec![1, 5], "b and c were not in one group");
-    assert_eq!(store.count().await.expect("count"), 1, "a failed group stored something");
+    assert_eq!(
+        store.count().await.expect("count"),
+        1,
+        "a failed group stored something"
+    );
     // The next group tries the database again; b's events were never stored, so they are new.
     let retry = gc.commit(range(0, 3)).await.expect("retry");
     assert_eq!((retry.stored, retry.duplicates), (3, 0));
@@ -263,7 +308,10 @@ async fn requests_are_never_split_across_transactions() {
 #[tokio::test]
 async fn requests_arriving_within_max_wait_share_a_transaction() {
     let store = TestStore::new(false).await;
-    let cfg = GroupCommitConfig { max_wait: Duration::from_millis(500), ..config(1_000, 1_000) };
+    let cfg = GroupCommitConfig {
+        max_wait: Duration::from_millis(500),
+        ..config(1_000, 1_000)
+    };
     let (gc, _writer) = GroupCommit::start(store.clone(), cfg);
     let a = spawn_commit(&gc, range(0, 1));
     until("a queued", || gc.queue_depth() == 1).await;
@@ -297,7 +345,10 @@ async fn close_flushes_queued_requests_then_refuses_new_ones() {
     store.release();
     first.await.expect("task").expect("queued before close");
     assert_eq!(b.await.expect("task").expect("queued before close").stored, 3);
-    tokio::time::timeout(Duration::from_secs(5), writer).await.expect("writer did not exit after close").expect("writer");
+    tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .expect("writer did not exit after close")
+        .expect("writer");
     assert_eq!(store.count().await.expect("count"), 4);
     assert_eq!(other.commit(range(10, 1)).await, Err(CommitError::ShuttingDown));
 }
@@ -312,5 +363,8 @@ async fn dropping_every_handle_flushes_and_stops_the_writer() {
     store.release();
     first.await.expect("task").expect("first");
     assert_eq!(b.await.expect("task").expect("b").stored, 2);
-    tokio::time::timeout(Duration::from_secs(5), writer).await.expect("writer did not exit").expect("writer");
+    tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .expect("writer did not exit")
+        .expect("writer");
 }

@@ -66,7 +66,9 @@ impl Month {
 /// The months that should have a partition at `now`, oldest first.
 fn window(now: DateTime<Utc>) -> Vec<Month> {
     let current = Month::of(now);
-    (current.0 - MONTHS_BEHIND..=current.0 + MONTHS_AHEAD).map(Month).collect()
+    (current.0 - MONTHS_BEHIND..=current.0 + MONTHS_AHEAD)
+        .map(Month)
+        .collect()
 }
 
 /// Create every missing partition of the window around `now`.
@@ -138,7 +140,10 @@ async fn create(pool: &PgPool, month: Month) -> Result<(), StoreError> {
             format!("ALTER TABLE audit_events ATTACH PARTITION {table} FOR VALUES FROM ({lo}) TO ({hi})"),
         ];
         for sql in statements {
-            sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(map_err)?;
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
         tracing::info!(partition = %table, "partition created; its events moved out of the default partition");
     } else {
@@ -182,7 +187,10 @@ mod tests {
         let december = Month::of(Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).single().expect("time"));
         assert_eq!(
             december.bounds(),
-            Some(("'2026-12-01 00:00:00+00'".to_owned(), "'2027-01-01 00:00:00+00'".to_owned()))
+            Some((
+                "'2026-12-01 00:00:00+00'".to_owned(),
+                "'2027-01-01 00:00:00+00'".to_owned()
+            ))
         );
     }
 }

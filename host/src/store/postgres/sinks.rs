@@ -26,7 +26,10 @@ const LEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(super) async fn last_seq(pool: &PgPool) -> Result<i64, StoreError> {
     // event_ids is unpartitioned and `seq` is UNIQUE there: one index probe.
-    let max: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM event_ids").fetch_one(pool).await.map_err(map_err)?;
+    let max: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM event_ids")
+        .fetch_one(pool)
+        .await
+        .map_err(map_err)?;
     Ok(max.unwrap_or(0))
 }
 
@@ -185,8 +188,15 @@ mod tests {
     async fn one_replica_at_a_time_holds_a_sink_and_the_other_takes_over() {
         let db = TestDb::create().await;
         let (a, b) = (db.open().await, db.open().await);
-        let mut lease = a.lock_sink("splunk").await.unwrap().expect("first replica gets the lease");
-        assert!(b.lock_sink("splunk").await.unwrap().is_none(), "second replica must wait");
+        let mut lease = a
+            .lock_sink("splunk")
+            .await
+            .unwrap()
+            .expect("first replica gets the lease");
+        assert!(
+            b.lock_sink("splunk").await.unwrap().is_none(),
+            "second replica must wait"
+        );
         // Another sink is independent.
         assert!(b.lock_sink("datadog").await.unwrap().is_some());
         assert!(lease.held().await);
@@ -211,9 +221,19 @@ mod tests {
         store.advance_sink_cursor("s", 3).await.unwrap();
         assert_eq!(store.sink_cursor("s").await.unwrap(), 5);
         let id = Uuid::now_v7();
-        let letter = DeadLetter { sink: "s".into(), event_id: id, seq: 4, reason: "hec_code_6".into(), detail: "d".into() };
+        let letter = DeadLetter {
+            sink: "s".into(),
+            event_id: id,
+            seq: 4,
+            reason: "hec_code_6".into(),
+            detail: "d".into(),
+        };
         store.add_dead_letters(&[letter.clone(), letter]).await.unwrap();
-        let q = DeadLetterQuery { sink: None, include_replayed: false, limit: 10 };
+        let q = DeadLetterQuery {
+            sink: None,
+            include_replayed: false,
+            limit: 10,
+        };
         assert_eq!(store.dead_letters(&q).await.unwrap().len(), 1);
         store.mark_dead_letters_replayed("s", &[id]).await.unwrap();
         assert!(store.dead_letters(&q).await.unwrap().is_empty());

@@ -39,7 +39,9 @@ static INSERT_SQL: LazyLock<Vec<Arc<str>>> = LazyLock::new(|| {
     let mut rows = 1;
     while rows <= MAX_CHUNK {
         let values = vec![row.as_str(); rows].join(",");
-        sizes.push(Arc::from(format!("INSERT INTO audit_events ({COLUMNS}) VALUES {values}")));
+        sizes.push(Arc::from(format!(
+            "INSERT INTO audit_events ({COLUMNS}) VALUES {values}"
+        )));
         rows *= 2;
     }
     sizes
@@ -146,11 +148,19 @@ fn link_batch(
             .seq
             .checked_add(1)
             .ok_or_else(|| StoreError::Database("sequence number exhausted".into()))?;
-        let stored = StoredEvent { seq, received_at, event };
+        let stored = StoredEvent {
+            seq,
+            received_at,
+            event,
+        };
         scratch.clear();
         chain::write_canonical_bytes(&stored, &mut scratch);
         let hash = chain::link(&head.hash, &scratch);
-        rows.push(LinkedRow { stored, prev_hash: head.hash, hash });
+        rows.push(LinkedRow {
+            stored,
+            prev_hash: head.hash,
+            hash,
+        });
         head = ChainHead { seq, hash };
         results.push(Appended::Stored { seq });
     }
@@ -172,12 +182,18 @@ fn chunk_sizes(mut n: usize) -> Vec<usize> {
 fn chunks(rows: Vec<LinkedRow>) -> Vec<Vec<LinkedRow>> {
     let sizes = chunk_sizes(rows.len());
     let mut rest = rows.into_iter();
-    sizes.into_iter().map(|size| rest.by_ref().take(size).collect()).collect()
+    sizes
+        .into_iter()
+        .map(|size| rest.by_ref().take(size).collect())
+        .collect()
 }
 
 async fn insert_chunk(conn: &mut SqliteConnection, rows: Vec<LinkedRow>) -> Result<(), StoreError> {
     let Some(sql) = INSERT_SQL.get(rows.len().ilog2() as usize) else {
-        return Err(StoreError::Database(format!("no insert statement for {} rows", rows.len())));
+        return Err(StoreError::Database(format!(
+            "no insert statement for {} rows",
+            rows.len()
+        )));
     };
     let mut q = sqlx::query(AssertSqlSafe(Arc::clone(sql)));
     for row in rows {

@@ -98,7 +98,12 @@ impl SqliteStore {
 
         let head = read::chain_head(&writer).await?;
         tracing::info!(last_seq = head.seq, memory, "sqlite store open");
-        Ok(SqliteStore { writer, reader, head: Mutex::new(Some(head)), checkpointing: RwLock::new(None) })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            head: Mutex::new(Some(head)),
+            checkpointing: RwLock::new(None),
+        })
     }
 
     fn checkpointing(&self) -> Option<Arc<Checkpointing>> {
@@ -110,7 +115,14 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, batch: Vec<Event>, received_at: DateTime<Utc>) -> Result<Vec<Appended>, StoreError> {
-        append::append(&self.writer, &self.head, self.checkpointing().as_deref(), batch, received_at).await
+        append::append(
+            &self.writer,
+            &self.head,
+            self.checkpointing().as_deref(),
+            batch,
+            received_at,
+        )
+        .await
     }
 
     async fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {

@@ -47,10 +47,16 @@ pub(super) async fn query(reader: &SqlitePool, q: &EventQuery) -> Result<Vec<Sto
     let mut sql = QueryBuilder::<Sqlite>::new(select_events!());
     let mut conditions = Conditions::default();
     if let Some(since) = q.since {
-        conditions.next(&mut sql).push("ts_us >= ").push_bind(since.timestamp_micros());
+        conditions
+            .next(&mut sql)
+            .push("ts_us >= ")
+            .push_bind(since.timestamp_micros());
     }
     if let Some(until) = q.until {
-        conditions.next(&mut sql).push("ts_us < ").push_bind(until.timestamp_micros());
+        conditions
+            .next(&mut sql)
+            .push("ts_us < ")
+            .push_bind(until.timestamp_micros());
     }
     if let Some(actor) = &q.actor {
         conditions.next(&mut sql).push("actor_id = ").push_bind(actor.as_str());
@@ -66,7 +72,10 @@ pub(super) async fn query(reader: &SqlitePool, q: &EventQuery) -> Result<Vec<Sto
             .push(")");
     }
     if let Some(decision) = q.decision {
-        conditions.next(&mut sql).push("decision = ").push_bind(decision.as_str());
+        conditions
+            .next(&mut sql)
+            .push("decision = ")
+            .push_bind(decision.as_str());
     }
     if let Some(after) = q.after_seq {
         conditions.next(&mut sql).push("seq > ").push_bind(after);
@@ -83,11 +92,11 @@ pub(super) async fn chain(reader: &SqlitePool, after_seq: i64, limit: i64) -> Re
         return Ok(Vec::new());
     }
     let rows = sqlx::query(concat!(select_events!(), " WHERE seq > ?1 ORDER BY seq LIMIT ?2"))
-    .bind(after_seq)
-    .bind(limit)
-    .fetch_all(reader)
-    .await
-    .map_err(map_err)?;
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(reader)
+        .await
+        .map_err(map_err)?;
     rows.iter()
         .map(|row| {
             let event = decode_event(row)?;

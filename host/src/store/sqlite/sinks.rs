@@ -100,7 +100,8 @@ pub(super) async fn dead_letters(reader: &SqlitePool, q: &DeadLetterQuery) -> Re
                     reason: row.try_get("reason").map_err(map_err)?,
                     detail: row.try_get("detail").map_err(map_err)?,
                 },
-                created_at: time(row.try_get("created_us").map_err(map_err)?).ok_or_else(|| bad("created_us out of range"))?,
+                created_at: time(row.try_get("created_us").map_err(map_err)?)
+                    .ok_or_else(|| bad("created_us out of range"))?,
                 replayed_at: match replayed {
                     Some(us) => Some(time(us).ok_or_else(|| bad("replayed_us out of range"))?),
                     None => None,
@@ -162,13 +163,20 @@ mod tests {
         };
         store.add_dead_letters(&[letter("hec_code_6")]).await.unwrap();
         store.add_dead_letters(&[letter("http_400")]).await.unwrap();
-        let q = DeadLetterQuery { sink: Some("splunk".into()), include_replayed: false, limit: 10 };
+        let q = DeadLetterQuery {
+            sink: Some("splunk".into()),
+            include_replayed: false,
+            limit: 10,
+        };
         let rows = store.dead_letters(&q).await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].letter.reason, "http_400");
         store.mark_dead_letters_replayed("splunk", &[id]).await.unwrap();
         assert!(store.dead_letters(&q).await.unwrap().is_empty());
-        let all = DeadLetterQuery { include_replayed: true, ..q };
+        let all = DeadLetterQuery {
+            include_replayed: true,
+            ..q
+        };
         assert!(store.dead_letters(&all).await.unwrap()[0].replayed_at.is_some());
     }
 }

@@ -11,7 +11,11 @@ use crate::store::contract::{self, assert_chain_verifies, event, events};
 use crate::store::{Appended, EventQuery, Store, StoreError};
 
 async fn memory_store() -> Arc<dyn Store> {
-    Arc::new(SqliteStore::open("sqlite::memory:").await.expect("open in-memory store"))
+    Arc::new(
+        SqliteStore::open("sqlite::memory:")
+            .await
+            .expect("open in-memory store"),
+    )
 }
 
 /// A file-backed store in a fresh temporary directory (kept alive with the store).
@@ -80,19 +84,34 @@ async fn install_poison_trigger(store: &SqliteStore) {
 #[tokio::test]
 async fn failed_batch_stores_nothing_and_the_chain_continues() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(&format!("sqlite:{}", dir.path().join("a.db").display())).await.expect("open");
+    let store = SqliteStore::open(&format!("sqlite:{}", dir.path().join("a.db").display()))
+        .await
+        .expect("open");
     install_poison_trigger(&store).await;
     store.append(events(3), chrono::Utc::now()).await.expect("first batch");
 
     // 600 events: the poisoned one sits in the third insert chunk.
     let mut batch: Vec<_> = (100..700).map(event).collect();
     batch[550].event_type = "poison".into();
-    let err = store.append(batch.clone(), chrono::Utc::now()).await.expect_err("poisoned batch must fail");
+    let err = store
+        .append(batch.clone(), chrono::Utc::now())
+        .await
+        .expect_err("poisoned batch must fail");
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
     assert!(err.to_string().contains("poisoned event"), "{err}");
 
-    assert_eq!(store.count().await.expect("count"), 3, "part of a failed batch was stored");
-    let after = store.query(&EventQuery { after_seq: Some(3), ..EventQuery::default() }).await.expect("query");
+    assert_eq!(
+        store.count().await.expect("count"),
+        3,
+        "part of a failed batch was stored"
+    );
+    let after = store
+        .query(&EventQuery {
+            after_seq: Some(3),
+            ..EventQuery::default()
+        })
+        .await
+        .expect("query");
     assert!(after.is_empty());
 
     // The same events without the poison: nothing of the failed attempt counts as a duplicate,
@@ -125,7 +144,10 @@ async fn readers_never_see_part_of_a_batch() {
         tokio::task::yield_now().await;
     }
     writer.await.expect("task").expect("append");
-    assert!(observed.iter().all(|c| *c == 0 || *c == i64::from(n)), "saw a partial batch: {observed:?}");
+    assert!(
+        observed.iter().all(|c| *c == 0 || *c == i64::from(n)),
+        "saw a partial batch: {observed:?}"
+    );
     assert_eq!(store.count().await.expect("count"), i64::from(n));
 }
 
@@ -141,7 +163,10 @@ async fn reopened_store_continues_seq_and_chain() {
     }
     let store = SqliteStore::open(&url).await.expect("reopen");
     // Resends across a restart are still duplicates; new events continue the chain.
-    let results = store.append(vec![event(4), event(5)], chrono::Utc::now()).await.expect("append");
+    let results = store
+        .append(vec![event(4), event(5)], chrono::Utc::now())
+        .await
+        .expect("append");
     assert_eq!(results, vec![Appended::Duplicate, Appended::Stored { seq: 6 }]);
     assert_eq!(assert_chain_verifies(&store).await.len(), 6);
 }
@@ -150,7 +175,9 @@ async fn reopened_store_continues_seq_and_chain() {
 async fn open_creates_missing_parent_directories() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("nested/deeper/audit.db");
-    let store = SqliteStore::open(&format!("sqlite:{}", path.display())).await.expect("open");
+    let store = SqliteStore::open(&format!("sqlite:{}", path.display()))
+        .await
+        .expect("open");
     store.ping().await.expect("ping");
     assert!(path.exists(), "database file was not created");
 }
@@ -158,15 +185,29 @@ async fn open_creates_missing_parent_directories() {
 #[tokio::test]
 async fn database_runs_in_wal_mode_with_full_sync() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("a.db").display())).await.expect("open");
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("a.db").display()))
+        .await
+        .expect("open");
     for pool in [&store.writer, &store.reader] {
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.expect("journal_mode");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(pool)
+            .await
+            .expect("journal_mode");
         assert_eq!(mode, "wal");
-        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.expect("synchronous");
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(pool)
+            .await
+            .expect("synchronous");
         assert_eq!(sync, 2, "synchronous must be FULL (2)");
-        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(pool).await.expect("busy_timeout");
+        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(pool)
+            .await
+            .expect("busy_timeout");
         assert!(busy >= 1000, "busy_timeout {busy} ms");
-        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(pool).await.expect("foreign_keys");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(pool)
+            .await
+            .expect("foreign_keys");
         assert_eq!(fk, 1);
     }
     // The read pool cannot write, whatever a future caller tries.
@@ -178,7 +219,9 @@ async fn database_runs_in_wal_mode_with_full_sync() {
 async fn stored_rows_cannot_be_updated() {
     let store = SqliteStore::open("sqlite::memory:").await.expect("open");
     store.append(events(1), chrono::Utc::now()).await.expect("append");
-    let update = sqlx::query("UPDATE audit_events SET reason = 'edited'").execute(&store.writer).await;
+    let update = sqlx::query("UPDATE audit_events SET reason = 'edited'")
+        .execute(&store.writer)
+        .await;
     let err = update.expect_err("an update was accepted");
     assert!(err.to_string().contains("append-only"), "{err}");
 }
@@ -198,7 +241,10 @@ async fn columns_hold_canonical_values() {
     assert_eq!(row.get::<String, _>("event_id"), e.event_id.to_string());
     assert_eq!(row.get::<i64, _>("ts_us"), ts_us);
     assert_eq!(row.get::<String, _>("decision"), "deny");
-    assert_eq!(row.get::<String, _>("metadata"), crate::store::chain::canonical_json(&e.metadata));
+    assert_eq!(
+        row.get::<String, _>("metadata"),
+        crate::store::chain::canonical_json(&e.metadata)
+    );
     assert_eq!(row.get::<i64, _>("hl"), 32);
 }
 

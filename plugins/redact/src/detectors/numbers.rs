@@ -65,11 +65,7 @@ pub(super) fn scan_ssn(s: &[u8], hits: &mut Vec<Hit>) {
         }
         let (area, group, serial) = (&s[start..a], &s[a + 1..b], &s[b + 1..c]);
         // Never issued: area 000, 666 and 900–999, group 00, serial 0000.
-        let valid = area != b"000"
-            && area != b"666"
-            && area[0] != b'9'
-            && group != b"00"
-            && serial != b"0000";
+        let valid = area != b"000" && area != b"666" && area[0] != b'9' && group != b"00" && serial != b"0000";
         if valid {
             hits.push(Hit {
                 start,
@@ -148,10 +144,8 @@ impl Cluster {
             // A separator continues the cluster only if a group follows it. After `(123)` the
             // separator is optional.
             let next_is_group = |k: usize| {
-                s.get(k).is_some_and(|&b| {
-                    is_digit(b)
-                        || (phone && b == b'(' && s.get(k + 1).is_some_and(|&d| is_digit(d)))
-                })
+                s.get(k)
+                    .is_some_and(|&b| is_digit(b) || (phone && b == b'(' && s.get(k + 1).is_some_and(|&d| is_digit(d))))
             };
             match s.get(j) {
                 Some(&b) if seps.contains(&b) && next_is_group(j + 1) => {
@@ -191,9 +185,7 @@ fn luhn(s: &[u8]) -> bool {
 /// A plausible card number: 13–19 digits, an issuer digit 2–6 (payment cards; 0, 1, 7, 8 and
 /// 9 are other industries, and rejecting them halves false positives on random IDs), Luhn.
 fn is_card(s: &[u8], digits: usize) -> bool {
-    (13..=19).contains(&digits)
-        && matches!(s.iter().find(|b| is_digit(**b)), Some(b'2'..=b'6'))
-        && luhn(s)
+    (13..=19).contains(&digits) && matches!(s.iter().find(|b| is_digit(**b)), Some(b'2'..=b'6')) && luhn(s)
 }
 
 #[inline(never)]
@@ -276,19 +268,14 @@ fn is_phone(s: &[u8], c: &Cluster) -> bool {
     if c.plus {
         // International, E.164: country code and subscriber number, 8–15 digits in all.
         // Grouped numbers have short groups; an ungrouped one is a single run.
-        return (8..=15).contains(&c.digits())
-            && (groups.len() == 1 || (0..groups.len()).all(|k| len(k) <= 5));
+        return (8..=15).contains(&c.digits()) && (groups.len() == 1 || (0..groups.len()).all(|k| len(k) <= 5));
     }
     // North American: `(474) 977-6443`, `474-977-6443`, `1 800 555 1234`. A bare 10-digit run
     // is not accepted: it is as likely an epoch timestamp or an ID.
     let parens_only_at = |k: usize| c.parens & !(1u16 << k) == 0;
     match groups.len() {
         3 => (len(0), len(1), len(2)) == (3, 3, 4) && parens_only_at(0),
-        4 => {
-            (len(0), len(1), len(2), len(3)) == (1, 3, 3, 4)
-                && s[groups[0].0] == b'1'
-                && parens_only_at(1)
-        }
+        4 => (len(0), len(1), len(2), len(3)) == (1, 3, 3, 4) && s[groups[0].0] == b'1' && parens_only_at(1),
         _ => false,
     }
 }
@@ -347,8 +334,7 @@ pub(super) fn scan_ipv6(s: &[u8], hits: &mut Vec<Hit>) {
         if start > 0 {
             let p = s[start - 1];
             // `ip:2001:db8::1` is fine, `ab12:2001:…` is the middle of something else.
-            let colon_after_key =
-                p == b':' && (start < 2 || !(is_hex(s[start - 2]) || s[start - 2] == b':'));
+            let colon_after_key = p == b':' && (start < 2 || !(is_hex(s[start - 2]) || s[start - 2] == b':'));
             if (is_word(p) || p == b'.' || p == b':') && !colon_after_key {
                 continue;
             }
@@ -444,52 +430,28 @@ mod tests {
 
     #[test]
     fn credit_card() {
-        assert_finds(
-            "credit_card",
-            "card 4111 1111 1111 1111 ok",
-            "4111 1111 1111 1111",
-        );
+        assert_finds("credit_card", "card 4111 1111 1111 1111 ok", "4111 1111 1111 1111");
         assert_finds(
             "credit_card",
             "charge card 5240-6264-2190-5465 for",
             "5240-6264-2190-5465",
         );
         assert_finds("credit_card", "amex 3782 822463 10005", "3782 822463 10005");
-        assert_finds(
-            "credit_card",
-            "amex 3743-072315-25756.",
-            "3743-072315-25756",
-        );
+        assert_finds("credit_card", "amex 3743-072315-25756.", "3743-072315-25756");
         assert_finds("credit_card", "4686978252529334", "4686978252529334");
         assert_finds("credit_card", "344684991124617", "344684991124617");
-        assert_finds(
-            "credit_card",
-            "4111 1111 1111 1111 12/27",
-            "4111 1111 1111 1111",
-        );
+        assert_finds("credit_card", "4111 1111 1111 1111 12/27", "4111 1111 1111 1111");
         // Luhn fails: a 16-digit order number survives.
-        assert_eq!(
-            found("order 4686978252529335", "credit_card"),
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            found("order 8642798358069665 x", "credit_card"),
-            Vec::<String>::new()
-        );
+        assert_eq!(found("order 4686978252529335", "credit_card"), Vec::<String>::new());
+        assert_eq!(found("order 8642798358069665 x", "credit_card"), Vec::<String>::new());
         // Luhn passes but it is glued to other digits or letters.
         assert_eq!(
-            found(
-                "x4111111111111111 41111111111111112 4111111111111111-3",
-                "credit_card"
-            ),
+            found("x4111111111111111 41111111111111112 4111111111111111-3", "credit_card"),
             Vec::<String>::new()
         );
         // Luhn-valid, but 9 is not a payment-card issuer digit.
         assert!(luhn(b"9111111111111110"));
-        assert_eq!(
-            found("id 9111111111111110", "credit_card"),
-            Vec::<String>::new()
-        );
+        assert_eq!(found("id 9111111111111110", "credit_card"), Vec::<String>::new());
     }
 
     #[test]
@@ -528,14 +490,7 @@ mod tests {
     fn ipv4() {
         assert_finds("ipv4", "client 203.0.173.44 connected", "203.0.173.44");
         assert_finds("ipv4", "http://10.1.2.3:8080/x", "10.1.2.3");
-        for decoy in [
-            "1.2.3",
-            "1.2.3.4.5",
-            "256.1.1.1",
-            "01.2.3.4",
-            "v1.2.3.4",
-            "1.2.3.4a",
-        ] {
+        for decoy in ["1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "v1.2.3.4", "1.2.3.4a"] {
             assert_eq!(found(decoy, "ipv4"), Vec::<String>::new(), "{decoy}");
         }
     }

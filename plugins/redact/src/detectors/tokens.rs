@@ -55,13 +55,7 @@ struct TokenRule {
     mask_prefix: bool,
 }
 
-const fn rule(
-    detector: Detector,
-    prefix: &'static str,
-    body: Charset,
-    min: usize,
-    max: usize,
-) -> TokenRule {
+const fn rule(detector: Detector, prefix: &'static str, body: Charset, min: usize, max: usize) -> TokenRule {
     TokenRule {
         detector,
         prefix,
@@ -210,12 +204,10 @@ impl Anchors {
     /// The prefixes that could start at `i`.
     fn at(&self, s: &[u8], i: usize) -> &[(&'static [u8], Anchor)] {
         match (s.get(i), s.get(i + 1)) {
-            (Some(&a), Some(&b)) if a < 128 && b < 128 => {
-                match self.bigrams[usize::from(a) * 128 + usize::from(b)] {
-                    0 => &[],
-                    g => &self.groups[usize::from(g) - 1],
-                }
-            }
+            (Some(&a), Some(&b)) if a < 128 && b < 128 => match self.bigrams[usize::from(a) * 128 + usize::from(b)] {
+                0 => &[],
+                g => &self.groups[usize::from(g) - 1],
+            },
             _ => &[],
         }
     }
@@ -335,9 +327,7 @@ fn match_bearer(s: &[u8], mut i: usize) -> Option<Hit> {
         i += 1;
     }
     let start = i;
-    while i < s.len()
-        && (is_alnum(s[i]) || matches!(s[i], b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='))
-    {
+    while i < s.len() && (is_alnum(s[i]) || matches!(s[i], b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')) {
         i += 1;
     }
     let token = &s[start..i];
@@ -399,11 +389,7 @@ mod tests {
                 "AWS_ACCESS_KEY_ID=AKIAK0QIA9CN3K6CYMWG REGION=x",
                 "AKIAK0QIA9CN3K6CYMWG",
             ),
-            (
-                "aws_access_key",
-                "ASIAY34FZKBOKMUTVV7A",
-                "ASIAY34FZKBOKMUTVV7A",
-            ),
+            ("aws_access_key", "ASIAY34FZKBOKMUTVV7A", "ASIAY34FZKBOKMUTVV7A"),
             (
                 "github_token",
                 "token=ghp_JN6U6PrPod6eWGP4xkGXY4nttSt2JxkSSVDM&page=2",
@@ -486,9 +472,7 @@ mod tests {
         let azure_key = format!("{}==", "a1B2".repeat(21) + "cd");
         assert_finds(
             "azure_storage_key",
-            &format!(
-                "DefaultEndpointsProtocol=https;AccountName=x;AccountKey={azure_key};EndpointSuffix=core"
-            ),
+            &format!("DefaultEndpointsProtocol=https;AccountName=x;AccountKey={azure_key};EndpointSuffix=core"),
             &azure_key,
         );
         // Word starts after punctuation, including a dash, still count.
@@ -497,11 +481,7 @@ mod tests {
             "x-ghp_JN6U6PrPod6eWGP4xkGXY4nttSt2JxkSSVDM",
             "ghp_JN6U6PrPod6eWGP4xkGXY4nttSt2JxkSSVDM",
         );
-        assert_finds(
-            "aws_access_key",
-            "id_AKIAK0QIA9CN3K6CYMWG",
-            "AKIAK0QIA9CN3K6CYMWG",
-        );
+        assert_finds("aws_access_key", "id_AKIAK0QIA9CN3K6CYMWG", "AKIAK0QIA9CN3K6CYMWG");
         // Glued to a longer identifier, or too short: not a token.
         for decoy in [
             "xAKIAK0QIA9CN3K6CYMWG",
@@ -517,7 +497,8 @@ mod tests {
     fn private_key_block() {
         let block = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\nabc==\n-----END RSA PRIVATE KEY-----";
         assert_finds("private_key", &format!("key:\n{block}\nrest"), block);
-        let openssh = "-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAA\\n-----END OPENSSH PRIVATE KEY-----";
+        let openssh =
+            "-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAA\\n-----END OPENSSH PRIVATE KEY-----";
         assert_finds("private_key", openssh, openssh);
         // Truncated: everything after the header goes.
         assert_finds(
