@@ -47,10 +47,22 @@ struct TestDb {
 impl TestDb {
     async fn create(tag: &str) -> TestDb {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!("af_e2e_{tag}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url())).await.expect("connect to postgres");
-        for sql in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("CREATE DATABASE {name}")] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.expect("create test database");
+        let name = format!(
+            "af_e2e_{tag}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .expect("connect to postgres");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
         }
         TestDb { name }
     }
@@ -67,7 +79,9 @@ impl TestDb {
     }
 
     async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url()).await.expect("connect to test database")
+        PgConnection::connect(&self.url())
+            .await
+            .expect("connect to test database")
     }
 }
 
@@ -75,7 +89,9 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
             rt.block_on(async {
                 if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
@@ -98,14 +114,20 @@ impl Proxy {
     async fn start() -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
-        let proxy = Proxy { port, tasks: Arc::default() };
+        let proxy = Proxy {
+            port,
+            tasks: Arc::default(),
+        };
         proxy.serve(listener);
         proxy
     }
 
     fn serve(&self, listener: TcpListener) {
         let tasks = Arc::clone(&self.tasks);
-        let upstream = server_url().rsplit_once('@').map(|(_, hp)| hp.to_owned()).expect("host:port");
+        let upstream = server_url()
+            .rsplit_once('@')
+            .map(|(_, hp)| hp.to_owned())
+            .expect("host:port");
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
@@ -213,7 +235,11 @@ async fn post(client: &reqwest::Client, addr: &str, body: Vec<u8>) -> Option<(u1
         .await
         .ok()?;
     let status = resp.status().as_u16();
-    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = resp.json().await.unwrap_or(serde_json::Value::Null);
     Some((status, retry_after, body))
 }
@@ -234,12 +260,21 @@ async fn wait_healthy(addr: &str) {
 
 /// Run `auditflow verify`; (exit success, stdout + stderr).
 fn verify(config: &std::path::Path, storage_url: &str) -> (bool, String) {
-    let (ok, out, err) = cli(&["verify", "--config", config.to_str().expect("path"), "--storage-url", storage_url]);
+    let (ok, out, err) = cli(&[
+        "verify",
+        "--config",
+        config.to_str().expect("path"),
+        "--storage-url",
+        storage_url,
+    ]);
     (ok, format!("{out}{err}"))
 }
 
 async fn count_events(db: &TestDb) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM audit_events").fetch_one(&mut db.connect().await).await.expect("count")
+    sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(&mut db.connect().await)
+        .await
+        .expect("count")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,12 +382,21 @@ async fn database_outage_answers_503_and_recovers_without_restart() {
     proxy.stop();
     let started = Instant::now();
     for i in 1..=3u128 {
-        let (status, retry_after, body) = post(&client, &server.addr, batch_body(i * 100, 100)).await.expect("an answer during the outage");
+        let (status, retry_after, body) = post(&client, &server.addr, batch_body(i * 100, 100))
+            .await
+            .expect("an answer during the outage");
         assert_eq!(status, 503, "{body}");
-        let secs: u64 = retry_after.expect("Retry-After header").parse().expect("Retry-After seconds");
+        let secs: u64 = retry_after
+            .expect("Retry-After header")
+            .parse()
+            .expect("Retry-After seconds");
         assert!(secs >= 1, "Retry-After {secs}");
     }
-    assert!(started.elapsed() < Duration::from_secs(30), "503s took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "503s took {:?}",
+        started.elapsed()
+    );
     let ready = client.get(server.url("/health/ready")).send().await.expect("ready");
     assert_eq!(ready.status().as_u16(), 503, "readiness must report the store down");
     // Nothing refused is stored (read straight from PostgreSQL, not through the proxy).
@@ -368,9 +412,15 @@ async fn database_outage_answers_503_and_recovers_without_restart() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(recovered, "ingest did not recover after the database returned; log:\n{}", server.log());
+    assert!(
+        recovered,
+        "ingest did not recover after the database returned; log:\n{}",
+        server.log()
+    );
     for i in 2..=3u128 {
-        let (status, _, ack) = post(&client, &server.addr, batch_body(i * 100, 100)).await.expect("answer");
+        let (status, _, ack) = post(&client, &server.addr, batch_body(i * 100, 100))
+            .await
+            .expect("answer");
         assert_eq!(status, 200, "{ack}");
         assert_eq!(ack["accepted"], 100, "{ack}");
     }
@@ -397,7 +447,11 @@ async fn fill_with_checkpoints(store: &dyn Store) -> (tempfile::TempDir, std::pa
     let signer = CheckpointSigner::generate().expect("key");
     let public = hex::encode(signer.verifying_key().as_bytes());
     store
-        .enable_checkpoints(Arc::new(Checkpointing { signer, every_events: 100, every: Duration::from_secs(3600) }))
+        .enable_checkpoints(Arc::new(Checkpointing {
+            signer,
+            every_events: 100,
+            every: Duration::from_secs(3600),
+        }))
         .expect("enable checkpoints");
     for chunk in 0..5u128 {
         let events = auditflow::ingest::parse::parse_events(
@@ -409,7 +463,13 @@ async fn fill_with_checkpoints(store: &dyn Store) -> (tempfile::TempDir, std::pa
         .expect("parse");
         store.append(events, Utc::now()).await.expect("append");
     }
-    let seqs: Vec<i64> = store.checkpoints(0, 10).await.expect("checkpoints").iter().map(|c| c.seq).collect();
+    let seqs: Vec<i64> = store
+        .checkpoints(0, 10)
+        .await
+        .expect("checkpoints")
+        .iter()
+        .map(|c| c.seq)
+        .collect();
     assert_eq!(seqs, vec![50, 150, 250]);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("verify.toml");
@@ -425,10 +485,16 @@ async fn assert_pg_tamper_detected(tag: &str, tamper: &str, seq: i64, what: &str
     let (ok, out) = verify(&config, &db.url());
     assert!(ok, "the untouched chain must verify: {out}");
 
-    sqlx::raw_sql(sqlx::AssertSqlSafe(tamper.to_owned())).execute(&mut db.connect().await).await.expect("tamper");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(tamper.to_owned()))
+        .execute(&mut db.connect().await)
+        .await
+        .expect("tamper");
     let (ok, out) = verify(&config, &db.url());
     assert!(!ok, "verify passed after `{tamper}`: {out}");
-    assert!(out.contains(&format!("seq {seq}: {what}")), "expected `seq {seq}: {what}`, got: {out}");
+    assert!(
+        out.contains(&format!("seq {seq}: {what}")),
+        "expected `seq {seq}: {what}`, got: {out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,11 +569,16 @@ async fn pg_rewritten_and_rehashed_tail_is_reported() {
     let (_dir, config) = chained_pg_store(&db).await;
     let store = PostgresStore::open(&db.url()).await.expect("open");
     let chain = store.chain(198, 100).await.expect("chain");
-    let mut head = ChainHead { seq: 199, hash: chain[0].hash };
-    sqlx::raw_sql("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update; DELETE FROM audit_events WHERE seq >= 200")
-        .execute(store.pool())
-        .await
-        .expect("delete");
+    let mut head = ChainHead {
+        seq: 199,
+        hash: chain[0].hash,
+    };
+    sqlx::raw_sql(
+        "ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update; DELETE FROM audit_events WHERE seq >= 200",
+    )
+    .execute(store.pool())
+    .await
+    .expect("delete");
     for row in &chain[1..] {
         let mut e = row.event.clone();
         e.event.reason = Some("rewritten".into());
@@ -546,7 +617,10 @@ async fn insert_row(store: &PostgresStore, e: &StoredEvent, prev: &[u8; 32], has
     .execute(store.pool())
     .await
     .expect("insert forged row");
-    assert!(ev.agent_id.is_none() && ev.correlation_id.is_none(), "insert_row only copies the fields the test events use");
+    assert!(
+        ev.agent_id.is_none() && ev.correlation_id.is_none(),
+        "insert_row only copies the fields the test events use"
+    );
 }
 
 /// SQLite: the same detection through the same CLI.
@@ -554,7 +628,11 @@ async fn insert_row(store: &PostgresStore, e: &StoredEvent, prev: &[u8; 32], has
 async fn sqlite_tampering_is_reported() {
     let cases: [(&str, i64, &str); 3] = [
         // The embedded schema refuses UPDATE with a trigger; an attacker drops it.
-        ("DROP TRIGGER audit_events_no_update; UPDATE audit_events SET reason = 'edited' WHERE seq = 33", 33, "modified row"),
+        (
+            "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET reason = 'edited' WHERE seq = 33",
+            33,
+            "modified row",
+        ),
         ("DELETE FROM audit_events WHERE seq >= 245", 245, "truncated tail"),
         (
             "DROP TRIGGER chain_checkpoints_no_update; UPDATE chain_checkpoints SET created_us = created_us + 1 WHERE seq = 50",
@@ -572,11 +650,17 @@ async fn sqlite_tampering_is_reported() {
         assert!(ok, "{out}");
 
         let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connect");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(tamper.to_owned())).execute(&mut conn).await.expect("tamper");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(tamper.to_owned()))
+            .execute(&mut conn)
+            .await
+            .expect("tamper");
         conn.close().await.expect("close");
         let (ok, out) = verify(&config, &url);
         assert!(!ok, "verify passed after `{tamper}`: {out}");
-        assert!(out.contains(&format!("seq {seq}: {what}")), "expected `seq {seq}: {what}`, got: {out}");
+        assert!(
+            out.contains(&format!("seq {seq}: {what}")),
+            "expected `seq {seq}: {what}`, got: {out}"
+        );
     }
 }
 
@@ -604,16 +688,21 @@ async fn keygen_migrate_serve_and_verify_work_together() {
     std::fs::write(dir.path().join("chain.key"), &private).expect("key");
     let config_text = pg_config(&db.url());
     std::fs::write(dir.path().join("migrate.toml"), &config_text).expect("config");
-    let (ok, out, err) = cli(&["migrate", "--config", dir.path().join("migrate.toml").to_str().expect("path")]);
+    let (ok, out, err) = cli(&[
+        "migrate",
+        "--config",
+        dir.path().join("migrate.toml").to_str().expect("path"),
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("postgres schema is up to date"), "{out}");
-    let tables: Vec<String> = sqlx::query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
-        .fetch_all(&mut db.connect().await)
-        .await
-        .expect("tables")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables: Vec<String> =
+        sqlx::query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+            .fetch_all(&mut db.connect().await)
+            .await
+            .expect("tables")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
     for t in ["audit_events_default", "chain_checkpoints", "event_ids", "quarantine"] {
         assert!(tables.iter().any(|x| x == t), "missing table {t}: {tables:?}");
     }
@@ -624,11 +713,21 @@ async fn keygen_migrate_serve_and_verify_work_together() {
     assert_eq!(status, 200, "{ack}");
     // Graceful stop signs the final head (SIGTERM, then wait).
     let pid = server.child.id().to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
     let _ = server.child.wait();
 
     let auditor = server.dir.path().join("auditor.toml");
-    std::fs::write(&auditor, format!("[storage]\nurl = \"{}\"\n[storage.chain]\npublic_key = \"{public}\"\n", db.url())).expect("auditor");
+    std::fs::write(
+        &auditor,
+        format!(
+            "[storage]\nurl = \"{}\"\n[storage.chain]\npublic_key = \"{public}\"\n",
+            db.url()
+        ),
+    )
+    .expect("auditor");
     let (ok, out, err) = cli(&["verify", "--config", auditor.to_str().expect("path")]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("chain ok: 10 events"), "{out}");

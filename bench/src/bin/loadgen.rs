@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use auditflow_bench::synth::{IdKind, synth_lines};
+use bytes::Bytes;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -67,8 +67,7 @@ async fn main() -> Result<()> {
         bail!("--batch and --connections must be at least 1");
     }
     let lines = synth_lines(&args.input, args.events, args.ids).map_err(anyhow::Error::msg)?;
-    let bodies: Arc<Vec<Bytes>> =
-        Arc::new(lines.chunks(args.batch).map(|c| Bytes::from(c.join("\n"))).collect());
+    let bodies: Arc<Vec<Bytes>> = Arc::new(lines.chunks(args.batch).map(|c| Bytes::from(c.join("\n"))).collect());
     drop(lines);
 
     let client = reqwest::Client::builder()
@@ -82,9 +81,16 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.connections {
-        let (client, endpoint, token, bodies, next) =
-            (client.clone(), endpoint.clone(), args.token.clone(), Arc::clone(&bodies), Arc::clone(&next));
-        tasks.push(tokio::spawn(async move { connection(client, endpoint, token, bodies, next).await }));
+        let (client, endpoint, token, bodies, next) = (
+            client.clone(),
+            endpoint.clone(),
+            args.token.clone(),
+            Arc::clone(&bodies),
+            Arc::clone(&next),
+        );
+        tasks.push(tokio::spawn(async move {
+            connection(client, endpoint, token, bodies, next).await
+        }));
     }
     let mut total = Tally::default();
     for t in tasks {

@@ -112,7 +112,11 @@ impl fmt::Display for VerifyReport {
         match &self.failure {
             Some(b) => write!(f, "chain BROKEN at {b}"),
             None => {
-                write!(f, "chain ok: {} events (seq 1..={}), {} checkpoints verified", self.events, self.last_seq, self.checkpoints_verified)?;
+                write!(
+                    f,
+                    "chain ok: {} events (seq 1..={}), {} checkpoints verified",
+                    self.events, self.last_seq, self.checkpoints_verified
+                )?;
                 match self.last_checkpoint {
                     Some((seq, at)) => write!(
                         f,
@@ -121,7 +125,10 @@ impl fmt::Display for VerifyReport {
                         self.unsigned_tail
                     ),
                     None if self.events > 0 => {
-                        write!(f, "; no signed checkpoint: deleting the newest rows would not be detected")
+                        write!(
+                            f,
+                            "; no signed checkpoint: deleting the newest rows would not be detected"
+                        )
                     }
                     None => Ok(()),
                 }
@@ -137,7 +144,13 @@ pub async fn verify(store: &dyn Store, trusted: &[VerifyingKey]) -> Result<Verif
     let checkpoints = all_checkpoints(store).await?;
     let (signed, signature_break) = check_signatures(&checkpoints, trusted);
 
-    let mut walk = Walk { prev_seq: 0, prev_hash: GENESIS, events: 0, signed: &signed, last_signed_match: 0 };
+    let mut walk = Walk {
+        prev_seq: 0,
+        prev_hash: GENESIS,
+        events: 0,
+        signed: &signed,
+        last_signed_match: 0,
+    };
     let chain_break = walk.run(store).await?;
     let chain_break = chain_break.or_else(|| walk.truncation());
 
@@ -177,7 +190,10 @@ struct Signed {
 }
 
 /// The checkpoints with valid signatures by `seq`, and the first one (lowest `seq`) without.
-fn check_signatures(checkpoints: &[Checkpoint], trusted: &[VerifyingKey]) -> (BTreeMap<i64, Signed>, Option<ChainBreak>) {
+fn check_signatures(
+    checkpoints: &[Checkpoint],
+    trusted: &[VerifyingKey],
+) -> (BTreeMap<i64, Signed>, Option<ChainBreak>) {
     let keys: HashMap<String, &VerifyingKey> = trusted.iter().map(|k| (key_id(k), k)).collect();
     let mut signed = BTreeMap::new();
     let mut first_bad = None;
@@ -188,18 +204,32 @@ fn check_signatures(checkpoints: &[Checkpoint], trusted: &[VerifyingKey]) -> (BT
                  ([storage.chain] public_key or signing_key)",
                 cp.key_id
             )),
-            None => Some(format!("checkpoint names key {}, which is not a trusted key", cp.key_id)),
-            Some(key) if !cp.signature_is_valid(key) => {
-                Some(format!("the signature of the checkpoint does not verify with key {}: the checkpoint was altered or forged", cp.key_id))
-            }
+            None => Some(format!(
+                "checkpoint names key {}, which is not a trusted key",
+                cp.key_id
+            )),
+            Some(key) if !cp.signature_is_valid(key) => Some(format!(
+                "the signature of the checkpoint does not verify with key {}: the checkpoint was altered or forged",
+                cp.key_id
+            )),
             Some(_) => None,
         };
         match problem {
             None => {
-                signed.insert(cp.seq, Signed { head_hash: cp.head_hash.clone(), created_at: cp.created_at });
+                signed.insert(
+                    cp.seq,
+                    Signed {
+                        head_hash: cp.head_hash.clone(),
+                        created_at: cp.created_at,
+                    },
+                );
             }
             Some(detail) if first_bad.is_none() => {
-                first_bad = Some(ChainBreak { seq: cp.seq, kind: BreakKind::BadSignature, detail });
+                first_bad = Some(ChainBreak {
+                    seq: cp.seq,
+                    kind: BreakKind::BadSignature,
+                    detail,
+                });
             }
             Some(_) => {}
         }
@@ -264,10 +294,17 @@ impl Walk<'_> {
             } else {
                 format!("rows {first}..={} are missing", seq - 1)
             };
-            return Some(ChainBreak { seq: first, kind: BreakKind::DeletedRows, detail });
+            return Some(ChainBreak {
+                seq: first,
+                kind: BreakKind::DeletedRows,
+                detail,
+            });
         }
         if !row.link_is_valid() {
-            return broken(BreakKind::ModifiedRow, "the row's hash does not match its contents".into());
+            return broken(
+                BreakKind::ModifiedRow,
+                "the row's hash does not match its contents".into(),
+            );
         }
         if row.prev_hash != self.prev_hash {
             let detail = if seq == 1 {
@@ -328,7 +365,11 @@ mod tests {
     async fn store_with_checkpoints(n: u32, every: i64) -> (SqliteStore, CheckpointSigner) {
         let store = SqliteStore::open("sqlite::memory:").await.expect("open");
         let key = "42".repeat(32);
-        let c = Checkpointing { signer: CheckpointSigner::parse(&key, "t").expect("key"), every_events: every, every: std::time::Duration::from_secs(3600) };
+        let c = Checkpointing {
+            signer: CheckpointSigner::parse(&key, "t").expect("key"),
+            every_events: every,
+            every: std::time::Duration::from_secs(3600),
+        };
         store.enable_checkpoints(Arc::new(c)).expect("enable");
         for chunk in events(n).chunks(10) {
             store.append(chunk.to_vec(), Utc::now()).await.expect("append");

@@ -1,8 +1,8 @@
 //! The PostgreSQL write path: one batch, one transaction, a fixed number of round trips
 //! whatever the batch size.
 //!
-//! 1. `BEGIN`; `pg_advisory_xact_lock(WRITER_LOCK)`: one chain writer at a time across every
-//!    auditflow process on this database.
+//! 1. `BEGIN; SELECT pg_advisory_xact_lock(WRITER_LOCK)` in one round trip: one chain writer
+//!    at a time across every auditflow process on this database.
 //! 2. Read the chain state: the highest `seq` (from `event_ids`, an index-only lookup) and the
 //!    newest checkpoint. The head hash comes from this process's cache when the highest `seq`
 //!    is the one it committed last, else from the row.
@@ -23,14 +23,14 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Number, Value};
+use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, Transaction};
-use sqlx::Row;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::copy::{COPY_AUDIT_EVENTS, COPY_EVENT_IDS, CopyBuffer, event_ids_payload};
-use super::{WRITER_LOCK, map_err, read};
+use super::{map_err, read};
 use crate::event::{Event, to_micros};
 use crate::store::chain::{self, ChainHead};
 use crate::store::checkpoint::{self, Checkpoint, Checkpointing};
@@ -86,7 +86,10 @@ pub(super) struct WriterState {
 
 /// How one attempt at a batch ended.
 enum Attempt {
-    Committed { end: ChainHead, signed: Option<Checkpoint> },
+    Committed {
+        end: ChainHead,
+        signed: Option<Checkpoint>,
+    },
     /// The optimistic attempt found an id already stored: rolled back, nothing written.
     FoundDuplicates,
 }
@@ -275,7 +278,9 @@ impl Candidates {
             if stored.contains(&event.event_id) {
                 continue;
             }
-            seq = seq.checked_add(1).ok_or_else(|| StoreError::Database("sequence number exhausted".into()))?;
+            seq = seq
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Database("sequence number exhausted".into()))?;
             seq_of[i] = Some(seq);
             new.push(i);
             seqs.push(seq);
@@ -294,7 +299,10 @@ impl Candidates {
 
 /// See [`Store::checkpoint`](crate::store::Store::checkpoint): sign the stored head if it moved
 /// past the newest checkpoint.
-pub(super) async fn checkpoint_now(pool: &PgPool, checkpointing: &Checkpointing) -> Result<Option<Checkpoint>, StoreError> {
+pub(super) async fn checkpoint_now(
+    pool: &PgPool,
+    checkpointing: &Checkpointing,
+) -> Result<Option<Checkpoint>, StoreError> {
     let mut tx = begin_locked(pool).await?;
     let state = chain_state(&mut tx).await?;
     if state.max_seq <= state.last_checkpoint.map_or(0, |(seq, _)| seq) {
@@ -308,8 +316,9 @@ pub(super) async fn checkpoint_now(pool: &PgPool, checkpointing: &Checkpointing)
     Ok(Some(cp))
 }
 
-/// `BEGIN` and the chain writer's lock ([`WRITER_LOCK`]) in one round trip: a simple query of
-/// two statements, so the lock is taken inside the new transaction and held until its end.
+/// `BEGIN` and the chain writer's lock ([`WRITER_LOCK`](super::WRITER_LOCK)) in one round
+/// trip: a simple query of two statements, so the lock is taken inside the new transaction and
+/// held until its end.
 const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(7022629598041369719)";
 
 /// A transaction holding the chain writer's lock.
@@ -329,19 +338,24 @@ async fn chain_state(conn: &mut PgConnection) -> Result<ChainState, StoreError> 
     let max_seq: Option<i64> = row.try_get("max_seq").map_err(map_err)?;
     let cp_seq: Option<i64> = row.try_get("cp_seq").map_err(map_err)?;
     let cp_at: Option<DateTime<Utc>> = row.try_get("cp_at").map_err(map_err)?;
-    Ok(ChainState { max_seq: max_seq.unwrap_or(0), last_checkpoint: cp_seq.zip(cp_at) })
+    Ok(ChainState {
+        max_seq: max_seq.unwrap_or(0),
+        last_checkpoint: cp_seq.zip(cp_at),
+    })
 }
 
 async fn insert_checkpoint(conn: &mut PgConnection, cp: &Checkpoint) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO chain_checkpoints (seq, head_hash, created_at, key_id, signature) VALUES ($1, $2, $3, $4, $5)")
-        .bind(cp.seq)
-        .bind(&cp.head_hash)
-        .bind(cp.created_at)
-        .bind(&cp.key_id)
-        .bind(&cp.signature)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+    sqlx::query(
+        "INSERT INTO chain_checkpoints (seq, head_hash, created_at, key_id, signature) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(cp.seq)
+    .bind(&cp.head_hash)
+    .bind(cp.created_at)
+    .bind(&cp.key_id)
+    .bind(&cp.signature)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
     Ok(())
 }
 
@@ -444,34 +458,55 @@ mod tests {
         assert_eq!(make_storable(&mut e), chain::canonical_json(&untouched.metadata));
         assert_eq!(e, untouched);
         // Text that merely looks like the patterns is left alone.
-        e.metadata = json!({"s": "-0.0 and \\u0000"}).as_object().cloned().unwrap_or_default();
+        e.metadata = json!({"s": "-0.0 and \\u0000"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let untouched = e.clone();
         make_storable(&mut e);
         assert_eq!(e, untouched);
 
         e.reason = Some("a\0b".into());
-        e.metadata = json!({"k\0": ["x\0", -0.0, 0, -1.5, {"z": -0.0}]}).as_object().cloned().unwrap_or_default();
+        e.metadata = json!({"k\0": ["x\0", -0.0, 0, -1.5, {"z": -0.0}]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let json = make_storable(&mut e);
         assert_eq!(e.reason.as_deref(), Some("a\u{fffd}b"));
-        assert_eq!(Value::Object(e.metadata.clone()), json!({"k\u{fffd}": ["x\u{fffd}", 0.0, 0, -1.5, {"z": 0.0}]}));
+        assert_eq!(
+            Value::Object(e.metadata.clone()),
+            json!({"k\u{fffd}": ["x\u{fffd}", 0.0, 0, -1.5, {"z": 0.0}]})
+        );
         assert_eq!(json, chain::canonical_json(&e.metadata));
         assert!(!metadata_needs_fixing(&e.metadata));
     }
 
     #[test]
     fn the_begin_statement_takes_the_writer_lock() {
-        assert!(BEGIN_LOCKED.ends_with(&format!("pg_advisory_xact_lock({WRITER_LOCK})")));
+        assert!(BEGIN_LOCKED.ends_with(&format!("pg_advisory_xact_lock({})", super::super::WRITER_LOCK)));
     }
 
     #[test]
     fn duplicates_do_not_consume_a_seq() {
-        let batch = vec![contract::event(1), contract::event(2), contract::event(1), contract::event(3)];
+        let batch = vec![
+            contract::event(1),
+            contract::event(2),
+            contract::event(1),
+            contract::event(3),
+        ];
         let candidates = Candidates::new(batch);
         assert_eq!(candidates.events.len(), 3, "the repeat of event 1 is not a candidate");
-        let plan = candidates.plan(&HashSet::from([contract::event(2).event_id]), 10).expect("plan");
+        let plan = candidates
+            .plan(&HashSet::from([contract::event(2).event_id]), 10)
+            .expect("plan");
         assert_eq!(
             plan.results,
-            vec![Appended::Stored { seq: 11 }, Appended::Duplicate, Appended::Duplicate, Appended::Stored { seq: 12 }]
+            vec![
+                Appended::Stored { seq: 11 },
+                Appended::Duplicate,
+                Appended::Duplicate,
+                Appended::Stored { seq: 12 }
+            ]
         );
         assert_eq!(plan.new, vec![0, 2]);
         assert_eq!(plan.seqs, vec![11, 12]);

@@ -73,7 +73,9 @@ impl PostgresStore {
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
         // The parse error may quote the URL, which may hold a password: do not pass it on.
         let options = PgConnectOptions::from_str(url)
-            .map_err(|_| StoreError::Unsupported("invalid postgres url (expected postgres://user@host:port/database)".into()))?
+            .map_err(|_| {
+                StoreError::Unsupported("invalid postgres url (expected postgres://user@host:port/database)".into())
+            })?
             .application_name("auditflow");
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -96,7 +98,12 @@ impl PostgresStore {
 
         let last_seq = read::max_seq(&pool).await?;
         tracing::info!(last_seq, "postgres store open");
-        Ok(PostgresStore { pool, writer: Mutex::default(), checkpointing: RwLock::new(None), maintenance })
+        Ok(PostgresStore {
+            pool,
+            writer: Mutex::default(),
+            checkpointing: RwLock::new(None),
+            maintenance,
+        })
     }
 
     /// The connection pool, for tools and tests that need plain SQL.
@@ -124,7 +131,14 @@ impl Drop for PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn append(&self, batch: Vec<Event>, received_at: DateTime<Utc>) -> Result<Vec<Appended>, StoreError> {
-        append::append(&self.pool, &self.writer, self.checkpointing().as_deref(), batch, received_at).await
+        append::append(
+            &self.pool,
+            &self.writer,
+            self.checkpointing().as_deref(),
+            batch,
+            received_at,
+        )
+        .await
     }
 
     async fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {

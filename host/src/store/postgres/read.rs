@@ -52,11 +52,17 @@ pub(super) async fn head_at(conn: &mut PgConnection, seq: i64) -> Result<ChainHe
     match hashes.as_slice() {
         [hash] => <[u8; 32]>::try_from(hash.as_slice())
             .map(|hash| ChainHead { seq, hash })
-            .map_err(|_| StoreError::Database(format!("chain head seq {seq}: hash is not 32 bytes; run auditflow verify"))),
+            .map_err(|_| {
+                StoreError::Database(format!(
+                    "chain head seq {seq}: hash is not 32 bytes; run auditflow verify"
+                ))
+            }),
         [] => Err(StoreError::Database(format!(
             "chain head seq {seq} is recorded in event_ids but missing from audit_events; run auditflow verify"
         ))),
-        _ => Err(StoreError::Database(format!("chain head seq {seq} is stored more than once; run auditflow verify"))),
+        _ => Err(StoreError::Database(format!(
+            "chain head seq {seq} is stored more than once; run auditflow verify"
+        ))),
     }
 }
 
@@ -86,7 +92,10 @@ pub(super) async fn query(pool: &PgPool, q: &EventQuery) -> Result<Vec<StoredEve
             .push(")");
     }
     if let Some(decision) = q.decision {
-        conditions.next(&mut sql).push("decision = ").push_bind(decision.as_str());
+        conditions
+            .next(&mut sql)
+            .push("decision = ")
+            .push_bind(decision.as_str());
     }
     if let Some(after) = q.after_seq {
         conditions.next(&mut sql).push("seq > ").push_bind(after);

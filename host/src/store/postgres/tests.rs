@@ -31,12 +31,24 @@ fn server_url() -> String {
 impl TestDb {
     pub(crate) async fn create() -> TestDb {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!("af_unit_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url())).await.expect("connect to postgres");
+        let name = format!(
+            "af_unit_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .expect("connect to postgres");
         // Two statements: a multi-statement string would run as one transaction, which
         // CREATE DATABASE refuses.
-        for sql in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("CREATE DATABASE {name}")] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.expect("create test database");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
         }
         TestDb { name }
     }
@@ -56,7 +68,9 @@ impl Drop for TestDb {
         // thread with a runtime of its own. Best effort: a failure leaves a stray database.
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
             rt.block_on(async {
                 if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
@@ -119,18 +133,22 @@ async fn events_land_in_their_month_or_the_default_partition() {
     far_future.timestamp = Utc.with_ymd_and_hms(9000, 1, 1, 0, 0, 0).single().expect("time");
     let mut far_past = event(3);
     far_past.timestamp = Utc.with_ymd_and_hms(1971, 1, 1, 0, 0, 0).single().expect("time");
-    store.append(vec![current.clone(), far_future.clone(), far_past.clone()], now).await.expect("append");
+    store
+        .append(vec![current.clone(), far_future.clone(), far_past.clone()], now)
+        .await
+        .expect("append");
 
-    assert_eq!(partition_of(&store, current.event_id).await, format!("audit_events_p{}", now.format("%Y_%m")));
+    assert_eq!(
+        partition_of(&store, current.event_id).await,
+        format!("audit_events_p{}", now.format("%Y_%m"))
+    );
     assert_eq!(partition_of(&store, far_future.event_id).await, "audit_events_default");
     assert_eq!(partition_of(&store, far_past.event_id).await, "audit_events_default");
     // The next months exist ahead of time.
-    let ahead: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit_events'::regclass",
-    )
-    .fetch_one(store.pool())
-    .await
-    .expect("count partitions");
+    let ahead: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit_events'::regclass")
+        .fetch_one(store.pool())
+        .await
+        .expect("count partitions");
     assert_eq!(ahead, 7 + 1, "seven monthly partitions and the default one");
     assert_chain_verifies(&store).await;
 }
@@ -142,17 +160,31 @@ async fn a_month_that_gets_its_partition_later_takes_its_rows_from_default() {
     let later = Utc::now() + Duration::days(31 * 6);
     let mut e = event(1);
     e.timestamp = later;
-    store.append(vec![e.clone(), event(2)], Utc::now()).await.expect("append");
+    store
+        .append(vec![e.clone(), event(2)], Utc::now())
+        .await
+        .expect("append");
     assert_eq!(partition_of(&store, e.event_id).await, "audit_events_default");
 
     // Five months on, that month is inside the window.
-    store.maintain_partitions(Utc::now() + Duration::days(31 * 5)).await.expect("maintain");
-    assert_eq!(partition_of(&store, e.event_id).await, format!("audit_events_p{}", later.format("%Y_%m")));
+    store
+        .maintain_partitions(Utc::now() + Duration::days(31 * 5))
+        .await
+        .expect("maintain");
+    assert_eq!(
+        partition_of(&store, e.event_id).await,
+        format!("audit_events_p{}", later.format("%Y_%m"))
+    );
     // Same rows, same hashes, same indexes and trigger on the new partition.
     assert_eq!(assert_chain_verifies(&store).await.len(), 2);
-    let q = EventQuery { since: Some(later - Duration::seconds(1)), ..EventQuery::default() };
+    let q = EventQuery {
+        since: Some(later - Duration::seconds(1)),
+        ..EventQuery::default()
+    };
     assert_eq!(store.query(&q).await.expect("query").len(), 1);
-    let update = sqlx::query("UPDATE audit_events SET reason = 'x'").execute(store.pool()).await;
+    let update = sqlx::query("UPDATE audit_events SET reason = 'x'")
+        .execute(store.pool())
+        .await;
     assert!(update.expect_err("update accepted").to_string().contains("append-only"));
 }
 
@@ -175,7 +207,19 @@ async fn two_replicas_on_one_database_keep_one_gapless_chain() {
         t.await.expect("task");
     }
     // Both replicas resending the same events store nothing new.
-    let again = b.append(events(3).into_iter().map(|mut e| { e.event_id = event(0).event_id; e }).collect(), Utc::now()).await.expect("append");
+    let again = b
+        .append(
+            events(3)
+                .into_iter()
+                .map(|mut e| {
+                    e.event_id = event(0).event_id;
+                    e
+                })
+                .collect(),
+            Utc::now(),
+        )
+        .await
+        .expect("append");
     assert_eq!(again, vec![Appended::Duplicate; 3]);
     assert_eq!(assert_chain_verifies(&*a).await.len(), 1200);
 }
@@ -187,7 +231,8 @@ async fn hashes_are_byte_identical_to_sqlite() {
     let sqlite = SqliteStore::open("sqlite::memory:").await.expect("sqlite");
     let mut batch: Vec<_> = (0..20).map(contract::full_event).collect();
     // Awkward metadata: floats, big integers, unicode, nesting, key order.
-    batch[3].metadata = json!({"f": 1.0, "e": 1e300, "s": 1.5e-7, "u": 18_446_744_073_709_551_615_u64, "n": -9_007_199_254_740_993_i64,
+    batch[3].metadata =
+        json!({"f": 1.0, "e": 1e300, "s": 1.5e-7, "u": 18_446_744_073_709_551_615_u64, "n": -9_007_199_254_740_993_i64,
         "z": {"b": [1, {"y": "ü"}], "a": null}, "": "empty key"})
         .as_object()
         .cloned()
@@ -228,10 +273,20 @@ async fn failed_batch_stores_nothing_and_the_chain_continues() {
     store.append(events(3), Utc::now()).await.expect("first batch");
     let mut batch: Vec<_> = (100..700).map(event).collect();
     batch[550].event_type = "poison".into();
-    let err = store.append(batch.clone(), Utc::now()).await.expect_err("poisoned batch must fail");
+    let err = store
+        .append(batch.clone(), Utc::now())
+        .await
+        .expect_err("poisoned batch must fail");
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
-    assert_eq!(store.count().await.expect("count"), 3, "part of a failed batch was stored");
-    let ids: i64 = sqlx::query_scalar("SELECT count(*) FROM event_ids").fetch_one(store.pool()).await.expect("ids");
+    assert_eq!(
+        store.count().await.expect("count"),
+        3,
+        "part of a failed batch was stored"
+    );
+    let ids: i64 = sqlx::query_scalar("SELECT count(*) FROM event_ids")
+        .fetch_one(store.pool())
+        .await
+        .expect("ids");
     assert_eq!(ids, 3);
 
     batch[550].event_type = "tool.call".into();
@@ -248,12 +303,22 @@ async fn checkpoints_are_signed_every_n_events_and_when_idle() {
     let signer = CheckpointSigner::generate().expect("key");
     let key = signer.verifying_key();
     store
-        .enable_checkpoints(Arc::new(Checkpointing { signer, every_events: 100, every: std::time::Duration::from_secs(3600) }))
+        .enable_checkpoints(Arc::new(Checkpointing {
+            signer,
+            every_events: 100,
+            every: std::time::Duration::from_secs(3600),
+        }))
         .expect("enable");
     for chunk in events(250).chunks(50) {
         store.append(chunk.to_vec(), Utc::now()).await.expect("append");
     }
-    let seqs: Vec<i64> = store.checkpoints(0, 100).await.expect("checkpoints").iter().map(|c| c.seq).collect();
+    let seqs: Vec<i64> = store
+        .checkpoints(0, 100)
+        .await
+        .expect("checkpoints")
+        .iter()
+        .map(|c| c.seq)
+        .collect();
     assert_eq!(seqs, vec![50, 150, 250]);
     assert!(store.checkpoint().await.expect("idle").is_none(), "nothing new to sign");
     store.append(vec![event(1000)], Utc::now()).await.expect("append");
@@ -271,14 +336,28 @@ async fn quarantine_records_are_kept_once_per_event_and_stage() {
     let pg = db.open().await;
     let sqlite = SqliteStore::open("sqlite::memory:").await.expect("sqlite");
     for store in [&pg as &dyn Store, &sqlite] {
-        let rec = |n: u32, stage: &str| QuarantineRecord { event_id: event(n).event_id, stage: stage.into(), error: format!("failed {n}") };
-        store.quarantine(&[rec(1, "redact"), rec(2, "redact"), rec(1, "enrich")]).await.expect("quarantine");
+        let rec = |n: u32, stage: &str| QuarantineRecord {
+            event_id: event(n).event_id,
+            stage: stage.into(),
+            error: format!("failed {n}"),
+        };
+        store
+            .quarantine(&[rec(1, "redact"), rec(2, "redact"), rec(1, "enrich")])
+            .await
+            .expect("quarantine");
         store.quarantine(&[rec(1, "redact")]).await.expect("again");
         let got = store.quarantined(10).await.expect("list");
         assert_eq!(got.len(), 3, "{}", store.kind());
-        assert!(got.iter().any(|q| q.event_id == event(2).event_id && q.stage == "redact" && q.error == "failed 2"));
+        assert!(
+            got.iter()
+                .any(|q| q.event_id == event(2).event_id && q.stage == "redact" && q.error == "failed 2")
+        );
         assert_eq!(store.quarantined(2).await.expect("list").len(), 2);
-        assert_eq!(store.count().await.expect("count"), 0, "a quarantine record is not an event");
+        assert_eq!(
+            store.count().await.expect("count"),
+            0,
+            "a quarantine record is not an event"
+        );
     }
 }
 
@@ -287,7 +366,10 @@ async fn stored_rows_and_checkpoints_cannot_be_updated() {
     let db = TestDb::create().await;
     let store = db.open().await;
     store.append(events(1), Utc::now()).await.expect("append");
-    let err = sqlx::query("UPDATE audit_events SET reason = 'edited'").execute(store.pool()).await.expect_err("update");
+    let err = sqlx::query("UPDATE audit_events SET reason = 'edited'")
+        .execute(store.pool())
+        .await
+        .expect_err("update");
     assert!(err.to_string().contains("audit_events is append-only"), "{err}");
 }
 

@@ -27,15 +27,17 @@ pub(super) async fn last_checkpoint(conn: &mut SqliteConnection) -> Result<Optio
 }
 
 pub(super) async fn insert_checkpoint(conn: &mut SqliteConnection, cp: &Checkpoint) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO chain_checkpoints (seq, head_hash, created_us, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .bind(cp.seq)
-        .bind(&cp.head_hash)
-        .bind(cp.created_at.timestamp_micros())
-        .bind(&cp.key_id)
-        .bind(&cp.signature)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+    sqlx::query(
+        "INSERT INTO chain_checkpoints (seq, head_hash, created_us, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .bind(cp.seq)
+    .bind(&cp.head_hash)
+    .bind(cp.created_at.timestamp_micros())
+    .bind(&cp.key_id)
+    .bind(&cp.signature)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
     Ok(())
 }
 
@@ -64,7 +66,11 @@ pub(super) async fn checkpoint_now(
 }
 
 /// See [`Store::checkpoints`](crate::store::Store::checkpoints).
-pub(super) async fn checkpoints(reader: &SqlitePool, after_seq: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
+pub(super) async fn checkpoints(
+    reader: &SqlitePool,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<Checkpoint>, StoreError> {
     if limit <= 0 {
         return Ok(Vec::new());
     }
@@ -132,8 +138,8 @@ pub(super) async fn quarantined(reader: &SqlitePool, limit: i64) -> Result<Vec<Q
     rows.iter()
         .map(|row| {
             let id: String = row.try_get("event_id").map_err(map_err)?;
-            let event_id =
-                Uuid::parse_str(&id).map_err(|_| StoreError::Database("a quarantined event_id is not a UUID".into()))?;
+            let event_id = Uuid::parse_str(&id)
+                .map_err(|_| StoreError::Database("a quarantined event_id is not a UUID".into()))?;
             Ok(Quarantined {
                 event_id,
                 stage: row.try_get("stage").map_err(map_err)?,
