@@ -42,6 +42,8 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=RUSTFLAGS");
 
+    ensure_wasm_target(&root);
+
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(&root)
         .args(["build", "--release", "--target", "wasm32-wasip2"])
@@ -74,6 +76,33 @@ fn main() {
     }
     generated.push_str("];\n");
     std::fs::write(out_dir.join("gen.rs"), generated).expect("write gen.rs");
+}
+
+/// rustup installs the targets of rust-toolchain.toml only when it installs the toolchain
+/// itself; on a machine that already had the toolchain the wasm target may be missing. Add it,
+/// so the README's commands work on a fresh machine with no manual step.
+fn ensure_wasm_target(root: &Path) {
+    const TARGET: &str = "wasm32-wasip2";
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if sysroot.is_some_and(|s| s.join("lib/rustlib").join(TARGET).join("lib").is_dir()) {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} target (rustup target add {TARGET}) for the plugins");
+    let added = Command::new("rustup")
+        .current_dir(root)
+        .args(["target", "add", TARGET])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        added,
+        "the {TARGET} target is missing and `rustup target add {TARGET}` failed; run it by hand"
+    );
 }
 
 fn wasm_path(dir: &Path, package: &str) -> PathBuf {
