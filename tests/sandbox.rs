@@ -263,3 +263,186 @@ fn plugin_for_another_major_version_is_refused() {
         "{err}"
     );
 }
+
+/// A read-only lookup file granted in config (`[stages.lookup_files]`) is served through the
+/// host's `lookup` import: the enricher reads it, a plugin that tries to open the same file
+/// directly is refused (the grant is not a preopened directory), and a reload re-reads it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lookup_file_is_readable_only_through_the_lookup_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let teams = dir.path().join("teams.csv");
+    std::fs::write(
+        &teams,
+        "agent,owner,team\nagent-7,ann,blue-team\nagent-8,bob,green-team\n",
+    )
+    .unwrap();
+    let config = format!(
+        r#"
+[[auth.tokens]]
+name = "test"
+env = "AUDITFLOW_TOKEN"
+
+[storage]
+url = "sqlite://events.db"
+
+[[stages]]
+name = "hostile"
+plugin = {hostile:?}
+on_error = "drop"
+[stages.config]
+mode = "escape"
+escape_path = {teams:?}
+[stages.lookup_files.teams]
+path = "teams.csv"
+
+[[stages]]
+name = "enrich"
+plugin = "enrich"
+role = "enrichment"
+[[stages.config.fields]]
+from = "agent_id"
+table = "teams"
+to = "metadata.team"
+default = "unknown"
+[stages.lookup_files.teams]
+path = "teams.csv"
+key = "agent"
+value = "team"
+"#,
+        hostile = hostile_path(),
+        teams = teams.display().to_string(),
+    );
+    let server = TestServer::start_in(dir, &config);
+    let events = |tag: &str| -> Vec<Value> {
+        ["agent-7", "agent-8", "agent-9", "agent-7"]
+            .iter()
+            .enumerate()
+            .map(|(i, agent)| {
+                json!({
+                    "event_type": if i == 3 { "poison" } else { tag },
+                    "timestamp": "2026-11-01T00:00:00Z",
+                    "agent_id": agent,
+                })
+            })
+            .collect()
+    };
+    let (status, ack) = post(&server, &events("before")).await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["accepted"], 3, "{ack}");
+    assert_eq!(
+        ack["dropped"], 1,
+        "the escape attempt must fail, so the poison event is dropped: {ack}"
+    );
+    let team_of = |rows: &[Value], tag: &str, agent: &str| -> String {
+        rows.iter()
+            .find(|r| r["event_type"] == tag && r["agent_id"] == agent)
+            .map(|r| r["metadata"]["team"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    let rows = stored_rows(&server);
+    assert_eq!(team_of(&rows, "before", "agent-7"), "blue-team");
+    assert_eq!(team_of(&rows, "before", "agent-8"), "green-team");
+    assert_eq!(team_of(&rows, "before", "agent-9"), "unknown");
+    assert!(
+        rows.iter().all(|r| r["metadata"].get("escaped").is_none()),
+        "plugin read the file directly"
+    );
+
+    // The file is read when the pipeline is built: a reload picks up the new contents.
+    std::fs::write(&teams, "agent,owner,team\nagent-7,ann,red-team\n").unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-s", "HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log().contains("reload: new pipeline in service") {
+        assert!(Instant::now() < deadline, "no reload; log:\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, ack) = post(&server, &events("after")).await;
+    assert_eq!(status, 200, "{ack}");
+    let rows = stored_rows(&server);
+    assert_eq!(team_of(&rows, "after", "agent-7"), "red-team");
+    assert_eq!(team_of(&rows, "after", "agent-8"), "unknown");
+}
+
+/// A missing or malformed lookup file fails validation naming the key path and the file
+/// (and, for a bad row, the line), never a value from it.
+#[test]
+fn a_bad_lookup_file_fails_validation_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookup.toml");
+    let config =
+        "[[stages]]\nname = \"enrich\"\nplugin = \"enrich\"\n[stages.lookup_files.teams]\npath = \"teams.csv\"\n";
+    std::fs::write(&path, config).unwrap();
+    let (ok, _, err) = cli(&["validate", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("stages[0].lookup_files.teams") && err.contains("teams.csv"),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.path().join("teams.csv"),
+        "agent,team\nagent-secret-1,a\nagent-secret-1,b\n",
+    )
+    .unwrap();
+    let (ok, _, err) = cli(&["validate", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("line 3: the key of line 2 is repeated"), "{err}");
+    assert!(!err.contains("agent-secret-1"), "{err}");
+
+    std::fs::write(dir.path().join("teams.csv"), "agent,team\nagent-1,a\n").unwrap();
+    let (ok, out, err) = cli(&["validate", "--config", path.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+}
+
+/// `fuel` bounds a call by instructions, not time: a looping plugin is stopped when its fuel
+/// runs out, long before its (deliberately huge) timeout, and only the looping event meets
+/// the policy. Events that fit the budget pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn fuel_stops_a_looping_plugin_before_its_timeout() {
+    let server = TestServer::start(&config(
+        "loop",
+        "custom",
+        "on_error = \"quarantine\"\ntimeout_ms = 120000\nfuel = 200000000",
+    ));
+    let started = Instant::now();
+    let (status, ack) = post(&server, &batch(10, 4)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["accepted"], 9, "{ack}");
+    assert_eq!(ack["quarantined"], 1, "{ack}");
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "fuel did not stop the loop ({elapsed:?})"
+    );
+    let (ok, out, err) = cli(&["quarantine", "--config", server.config_path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("fuel"),
+        "the quarantine record should say the fuel ran out: {out}"
+    );
+    let metrics = http()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let traps = sample(
+        &metrics,
+        "auditflow_stage_call_failures_total",
+        &["stage=\"hostile\"", "kind=\"trap\""],
+    );
+    assert!(traps >= 1.0, "fuel exhaustion not counted as a trap");
+    let timeouts = sample(
+        &metrics,
+        "auditflow_stage_call_failures_total",
+        &["stage=\"hostile\"", "kind=\"timeout\""],
+    );
+    assert_eq!(timeouts, 0.0, "the loop must be stopped by fuel, not by the timeout");
+    still_serving(&server).await;
+}

@@ -311,6 +311,25 @@ pub struct StageConfig {
     /// inline `{ key = "value" }` map.
     #[serde(default)]
     pub lookups: BTreeMap<String, BTreeMap<String, String>>,
+    /// Read-only lookup files granted to the plugin, served through the same `lookup` import:
+    /// table name → `{ path = "teams.csv", key = "agent_id", value = "team" }`. The host reads
+    /// the file when the pipeline is built (at start and on every reload); the plugin never gets
+    /// a file handle.
+    #[serde(default)]
+    pub lookup_files: BTreeMap<String, LookupFile>,
+}
+
+/// `[stages.lookup_files.TABLE]`: a read-only table loaded from a CSV or JSON file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupFile {
+    /// The file, relative to the config file. `.csv`: a header row, then one row per key.
+    /// `.json`: one object whose values are strings.
+    pub path: PathBuf,
+    /// CSV only: the header of the key column. Default: the first column.
+    pub key: Option<String>,
+    /// CSV only: the header of the value column. Default: the second column.
+    pub value: Option<String>,
 }
 
 fn default_on_error() -> ErrorPolicy {
@@ -705,6 +724,19 @@ impl Config {
                     "`skip` is not allowed on a redaction stage: a failed redaction would pass the \
                      event on unredacted (use reject, drop or quarantine)"
                         .into(),
+                ));
+            }
+            for (table, file) in &stage.lookup_files {
+                let at = key(&format!("lookup_files.{table}"));
+                if table == crate::plugin::lookup::PIPELINE_TABLE || stage.lookups.contains_key(table) {
+                    return Err((at, format!("table `{table}` is already defined (inline or built in)")));
+                }
+                crate::plugin::lookup::check_file_options(file).map_err(|message| (at, message))?;
+            }
+            if stage.lookups.contains_key(crate::plugin::lookup::PIPELINE_TABLE) {
+                return Err((
+                    key("lookups.pipeline"),
+                    "`pipeline` is the built-in table (name, version); pick another name".into(),
                 ));
             }
             if stage.timeout_ms == 0 {

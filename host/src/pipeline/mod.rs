@@ -4,7 +4,6 @@
 //! Events are converted to the WIT record once on the way in and checked once on the way out,
 //! not per stage, so a chain of N stages costs one conversion, not N.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::config::{Config, ErrorPolicy, StageConfig, StageRole};
@@ -114,6 +113,12 @@ pub enum BuildError {
         name: String,
         message: String,
     },
+    #[error("stages[{index}].lookup_files.{table}: {message}")]
+    Lookup {
+        index: usize,
+        table: String,
+        message: String,
+    },
 }
 
 impl Pipeline {
@@ -152,15 +157,8 @@ impl Pipeline {
                 obj.insert(name.clone(), serde_json::Value::String(value));
             }
         }
-        let mut lookups = sc.lookups.clone();
-        // Every stage may read the pipeline's identity, e.g. to stamp it on events.
-        lookups.insert(
-            "pipeline".into(),
-            BTreeMap::from([
-                ("name".into(), config.pipeline.name.clone()),
-                ("version".into(), config.pipeline.version.clone()),
-            ]),
-        );
+        let lookups = crate::plugin::lookup::stage_tables(config, sc)
+            .map_err(|(table, message)| BuildError::Lookup { index, table, message })?;
         let mut limits = InstanceLimits {
             timeout: std::time::Duration::from_millis(sc.timeout_ms),
             max_memory_bytes: (sc.max_memory_mb as usize) << 20,

@@ -5,6 +5,7 @@
 //! - [`bindings`]: the WIT bindings and conversions between [`crate::event::Event`] and the
 //!   WIT `event` record.
 //! - [`host`]: what plugins may import (logging, lookup tables) and the empty WASI context.
+//! - [`lookup`]: the lookup tables a stage is granted (inline, read-only files, `pipeline`).
 //! - [`pool`]: warm instances per stage, one `Store` each, discarded after any trap.
 //!
 //! This module knows events and config, nothing of HTTP, stores or sinks.
@@ -12,6 +13,7 @@
 pub mod bindings;
 pub mod engine;
 pub mod host;
+pub mod lookup;
 pub mod pool;
 
 pub use engine::{LoadedComponent, PluginEngine};

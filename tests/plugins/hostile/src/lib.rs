@@ -5,7 +5,8 @@
 //! Modes: `loop` (spins forever), `alloc` (grows memory until it fails), `trap` (panics,
 //! which traps), `wrong_count` (returns one outcome too few for a batch with poison in it),
 //! `bad_json` (returns invalid metadata), `escape` (tries to read a file and open a socket;
-//! reports `escaped` in metadata if either worked), `error` (returns an error outcome).
+//! reports `escaped` in metadata if either worked; `escape_path` in the config names one more
+//! file to try, e.g. a lookup file the stage was granted), `error` (returns an error outcome).
 
 use auditflow_sdk::{Config, Event, Outcome, Transform};
 
@@ -19,7 +20,7 @@ enum Mode {
     Error,
 }
 
-struct Hostile(Mode);
+struct Hostile(Mode, Option<String>);
 
 fn is_poison(e: &Event) -> bool {
     e.event_type == "poison"
@@ -37,7 +38,8 @@ impl Transform for Hostile {
             Some("error") => Mode::Error,
             other => return Err(format!("unknown mode {other:?}")),
         };
-        Ok(Hostile(mode))
+        let escape_path = config.get("escape_path").and_then(|p| p.as_str()).map(str::to_owned);
+        Ok(Hostile(mode, escape_path))
     }
 
     fn process(&mut self, mut event: Event) -> Outcome {
@@ -64,7 +66,9 @@ impl Transform for Hostile {
                 Outcome::Keep(event)
             }
             Mode::Escape => {
-                let file = std::fs::read("/etc/hostname").is_ok() || std::fs::read_dir("/").is_ok();
+                let file = std::fs::read("/etc/hostname").is_ok()
+                    || std::fs::read_dir("/").is_ok()
+                    || self.1.as_ref().is_some_and(|p| std::fs::read(p).is_ok());
                 let socket = std::net::TcpStream::connect("127.0.0.1:5432").is_ok();
                 if file || socket {
                     event.metadata = format!("{{\"escaped\": true, \"file\": {file}, \"socket\": {socket}}}");
