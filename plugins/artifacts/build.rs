@@ -93,7 +93,6 @@ fn ensure_wasm_target(root: &Path) {
     if sysroot.is_some_and(|s| s.join("lib/rustlib").join(TARGET).join("lib").is_dir()) {
         return;
     }
-    println!("cargo:warning=installing the {TARGET} target (rustup target add {TARGET}) for the plugins");
     let added = Command::new("rustup")
         .current_dir(root)
         .args(["target", "add", TARGET])
@@ -103,6 +102,7 @@ fn ensure_wasm_target(root: &Path) {
         added,
         "the {TARGET} target is missing and `rustup target add {TARGET}` failed; run it by hand"
     );
+    println!("cargo:warning=the {TARGET} target was missing; added it with `rustup target add {TARGET}`");
 }
 
 fn wasm_path(dir: &Path, package: &str) -> PathBuf {
