@@ -98,6 +98,8 @@ for old, new in [('url = "sqlite://quickstart.db"',
     if old not in text:
         sys.exit(f"examples/quickstart.toml no longer contains {old!r}")
     text = text.replace(old, new)
+# Lookup files are relative to the config file, which this copy no longer sits beside.
+text = text.replace('path = "lookups/', f'path = "{os.path.dirname(os.path.abspath(src))}/lookups/')
 open(dst, 'w').write(text)
 EOF
     RUST_LOG=warn "$BIN/auditflow" serve --config "$WORK/auditflow.toml" 2>"$WORK/server-$run.log" &

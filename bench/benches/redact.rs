@@ -1,6 +1,8 @@
 //! The redact stage's cost per event: the reference redactor as a Wasm component called
 //! through the plugin host, next to the same redaction code compiled natively, on the same
-//! batch of 256 dev-set events, in one run.
+//! batch of 256 dev-set events, in one run. `wasm_passthrough` is the floor under the Wasm
+//! figure: a plugin that keeps every event unchanged (tests/plugins/drop-marker), i.e. what
+//! moving the batch across the boundary and back costs under the current contract.
 //!
 //!   cargo bench -p auditflow-bench --bench redact
 
@@ -45,11 +47,31 @@ fn redact(c: &mut Criterion) {
         ))
         .unwrap();
     let native = redact::Redactor::from_config(&config()).unwrap();
+    let marker = auditflow_artifacts::path("drop-marker").display().to_string();
+    let passthrough = engine.load(&marker, std::path::Path::new(".")).unwrap();
+    let passthrough = rt
+        .block_on(TransformPool::new(
+            &engine,
+            &passthrough,
+            StageContext {
+                stage: "passthrough".into(),
+                lookups: BTreeMap::new(),
+            },
+            "{}".into(),
+            InstanceLimits {
+                instances: 1,
+                ..InstanceLimits::default()
+            },
+        ))
+        .unwrap();
 
     let mut group = c.benchmark_group("redact_batch_256");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("native", |b| b.iter(|| native.redact_batch(sdk.clone())));
     group.bench_function("wasm", |b| b.to_async(&rt).iter(|| pool.process(&wit)));
+    group.bench_function("wasm_passthrough", |b| {
+        b.to_async(&rt).iter(|| passthrough.process(&wit))
+    });
     group.finish();
 }
 
