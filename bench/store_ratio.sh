@@ -13,6 +13,7 @@
 #
 #   bench/store_ratio.sh                      # 3 runs of 100 000 events
 #   RUNS=5 EVENTS=200000 CONNS=32 IDS=v7 bench/store_ratio.sh
+#   COMPARE_BIN=/tmp/auditflow-before bench/store_ratio.sh   # also (b) with another build, same runs
 #
 # Needs: psql on PATH, a PostgreSQL reachable at PG (no password, or via ~/.pgpass / PGPASSWORD).
 set -euo pipefail
@@ -63,7 +64,49 @@ free_port() {
 export AUDITFLOW_CHAIN_KEY=$("$BIN/auditflow" keygen 2>/dev/null | sed -n 's/^private_key=//p')
 export AUDITFLOW_TOKEN=bench-token-$$
 
+# (b) auditflow end to end, quick start pipeline, PostgreSQL: run_e2e BINARY LABEL; sets `result`.
+run_e2e() {
+    local server_bin=$1 label=$2 db port out
+    db=$(new_db "e2e$run$label")
+    port=$(free_port)
+    # The quick start config with PostgreSQL storage, this run's port and a checkpoint key
+    # (`[storage.chain]` goes right after the storage url, inside `[storage]`).
+    PIPELINE=$PIPELINE python3 - "$ROOT/examples/quickstart.toml" "$WORK/auditflow.toml" "$PG/$db" "$port" <<'EOF'
+import os, sys
+src, dst, url, port = sys.argv[1:]
+text = open(src).read()
+if os.environ.get("PIPELINE") == "none":
+    # Everything up to the first stage: server, auth, storage, pipeline name.
+    text = text.split("[[stages]]")[0]
+for old, new in [('url = "sqlite://quickstart.db"',
+                  f'url = "{url}"\n\n[storage.chain]\nsigning_key = {{ env = "AUDITFLOW_CHAIN_KEY" }}'),
+                 ('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"')]:
+    if old not in text:
+        sys.exit(f"examples/quickstart.toml no longer contains {old!r}")
+    text = text.replace(old, new)
+# Lookup files are relative to the config file, which this copy no longer sits beside.
+text = text.replace('path = "lookups/', f'path = "{os.path.dirname(os.path.abspath(src))}/lookups/')
+open(dst, 'w').write(text)
+EOF
+    RUST_LOG=warn "$server_bin" serve --config "$WORK/auditflow.toml" 2>"$WORK/server-$run-$label.log" &
+    SERVER_PID=$!
+    for _ in $(seq 1 600); do
+        curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    curl -fs "http://127.0.0.1:$port/health" >/dev/null || { cat "$WORK/server-$run-$label.log" >&2; exit 1; }
+    # Warm-up (plugin instances, connections), not measured.
+    "$BIN/loadgen" --url "http://127.0.0.1:$port" --events 5000 --batch "$BATCH" --connections "$CONNS" --ids "$IDS" --json >/dev/null
+    out=$("$BIN/loadgen" --url "http://127.0.0.1:$port" --events "$EVENTS" --batch "$BATCH" --connections "$CONNS" --ids "$IDS" --json)
+    echo "run $run auditflow ($label): $out" >&2
+    result=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events_per_sec"])' "$out")")
+    kill "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=
+    "$server_bin" verify --config "$WORK/auditflow.toml" >&2
+    drop_db "$db"
+}
+
 ceilings=()
+others=()
 withids=()
 e2es=()
 for run in $(seq 1 "$RUNS"); do
@@ -79,47 +122,11 @@ for run in $(seq 1 "$RUNS"); do
     withids+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events_per_sec"])' "$out")")
     drop_db "$db"
 
-    # (b) auditflow end to end, quick start pipeline, PostgreSQL
-    db=$(new_db "e2e$run")
-    port=$(free_port)
-    # The quick start config with PostgreSQL storage, this run's port and a checkpoint key
-    # (`[storage.chain]` goes right after the storage url, inside `[storage]`).
-    PIPELINE=$PIPELINE python3 - "$ROOT/examples/quickstart.toml" "$WORK/auditflow.toml" "$PG/$db" "$port" <<'EOF'
-import sys
-src, dst, url, port = sys.argv[1:]
-text = open(src).read()
-import os
-if os.environ.get("PIPELINE") == "none":
-    # Everything up to the first stage: server, auth, storage, pipeline name.
-    text = text.split("[[stages]]")[0]
-for old, new in [('url = "sqlite://quickstart.db"',
-                  f'url = "{url}"\n\n[storage.chain]\nsigning_key = {{ env = "AUDITFLOW_CHAIN_KEY" }}'),
-                 ('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"')]:
-    if old not in text:
-        sys.exit(f"examples/quickstart.toml no longer contains {old!r}")
-    text = text.replace(old, new)
-# Lookup files are relative to the config file, which this copy no longer sits beside.
-text = text.replace('path = "lookups/', f'path = "{os.path.dirname(os.path.abspath(src))}/lookups/')
-open(dst, 'w').write(text)
-EOF
-    RUST_LOG=warn "$BIN/auditflow" serve --config "$WORK/auditflow.toml" 2>"$WORK/server-$run.log" &
-    SERVER_PID=$!
-    for _ in $(seq 1 600); do
-        curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    curl -fs "http://127.0.0.1:$port/health" >/dev/null || { cat "$WORK/server-$run.log" >&2; exit 1; }
-    # Warm-up (plugin instances, connections), not measured.
-    "$BIN/loadgen" --url "http://127.0.0.1:$port" --events 5000 --batch "$BATCH" --connections "$CONNS" --ids "$IDS" --json >/dev/null
-    out=$("$BIN/loadgen" --url "http://127.0.0.1:$port" --events "$EVENTS" --batch "$BATCH" --connections "$CONNS" --ids "$IDS" --json)
-    echo "run $run auditflow: $out" >&2
-    e2es+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events_per_sec"])' "$out")")
-    kill "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=
-    "$BIN/auditflow" verify --config "$WORK/auditflow.toml" >&2
-    drop_db "$db"
+    run_e2e "$BIN/auditflow" this; e2es+=("${result[@]}")
+    if [ -n "${COMPARE_BIN:-}" ]; then run_e2e "$COMPARE_BIN" compare; others+=("${result[@]}"); fi
 done
 
-python3 - "${ceilings[*]}" "${withids[*]}" "${e2es[*]}" "$EVENTS" "$BATCH" "$CONNS" "$COPY_BATCH" "$IDS" "$PIPELINE" <<'EOF'
+python3 - "${ceilings[*]}" "${withids[*]}" "${e2es[*]}" "$EVENTS" "$BATCH" "$CONNS" "$COPY_BATCH" "$IDS" "$PIPELINE" "${others[*]:-}" "${COMPARE_BIN:-}" <<'EOF'
 import statistics, sys
 ceil, ids, e2e = ([float(x) for x in a.split()] for a in sys.argv[1:4])
 mc, mi, me = statistics.median(ceil), statistics.median(ids), statistics.median(e2e)
@@ -129,4 +136,8 @@ print(f"(a) raw COPY ceiling            runs: {runs(ceil)}  median {mc:,.0f} eve
 print(f"    reference: COPY + event_ids runs: {runs(ids)}  median {mi:,.0f} events/s")
 print(f"(b) auditflow end to end        runs: {runs(e2e)}  median {me:,.0f} events/s")
 print(f"ratio (b)/(a) = {me / mc:.2f}   (b)/reference = {me / mi:.2f}")
+if sys.argv[10]:
+    other = [float(x) for x in sys.argv[10].split()]
+    mo = statistics.median(other)
+    print(f"(b') {sys.argv[11]}  runs: {runs(other)}  median {mo:,.0f} events/s; ratio (b')/(a) = {mo / mc:.2f}, (b)/(b') = {me / mo:.2f}")
 EOF
