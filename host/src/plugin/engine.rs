@@ -84,10 +84,12 @@ impl PluginEngine {
 
     /// An engine sized for `config`: fuel metering only when some stage asks for it, pooled
     /// memories as large as the largest stage's `max_memory_mb`, enough instance slots for
-    /// every stage's pool twice over (a hot reload builds the new pipeline beside the old).
+    /// every stage's pool twice over (a hot reload builds the new pipeline beside the old),
+    /// plus each sink's formatter instance (sinks are not reloaded).
     pub fn for_config(config: &crate::config::Config) -> Result<PluginEngine, PluginError> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let instances: usize = config.stages.iter().map(|s| s.instances.unwrap_or(cores)).sum();
+        let stage_instances: usize = config.stages.iter().map(|s| s.instances.unwrap_or(cores)).sum();
+        let instances = 2 * stage_instances + config.sinks.len();
         Self::with_options(EngineOptions {
             fuel: config.stages.iter().any(|s| s.fuel.is_some()),
             max_memory_bytes: config
@@ -96,7 +98,7 @@ impl PluginEngine {
                 .map(|s| (s.max_memory_mb as usize) << 20)
                 .max()
                 .unwrap_or(256 << 20),
-            instance_slots: (2 * instances + 16).max(64) as u32,
+            instance_slots: (instances + 16).max(64) as u32,
         })
     }
 
