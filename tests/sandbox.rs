@@ -102,14 +102,7 @@ async fn each_hostile_plugin_only_costs_its_poison_event() {
             "{mode}: plugin escaped the sandbox"
         );
         // The stage's metrics count the failure.
-        let metrics = http()
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = server.metrics().await;
         let errors = sample(
             &metrics,
             "auditflow_stage_events_total",
@@ -424,14 +417,7 @@ async fn fuel_stops_a_looping_plugin_before_its_timeout() {
         out.contains("fuel"),
         "the quarantine record should say the fuel ran out: {out}"
     );
-    let metrics = http()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let traps = sample(
         &metrics,
         "auditflow_stage_call_failures_total",

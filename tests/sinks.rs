@@ -20,6 +20,8 @@
 //!   the sink to the other.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 #[path = "common/siem.rs"]
 mod siem;
 
@@ -29,6 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use pg::TestDb;
 use serde_json::{Value, json};
 use siem::{Mode, Receiver};
 
@@ -938,63 +941,10 @@ async fn kill_9_mid_forwarding_loses_nothing_and_duplicates_at_most_a_batch_per_
 // ---------------------------------------------------------------------------------------------
 // Replicas on PostgreSQL
 
-/// A database for this test on the server `AUDITFLOW_TEST_PG` names (default
-/// `postgres://postgres@127.0.0.1:5432`), dropped afterwards, also when the test fails.
-struct PgDatabase {
-    server: String,
-    name: String,
-}
-
-impl PgDatabase {
-    async fn create() -> PgDatabase {
-        use sqlx::Connection;
-        let server = std::env::var("AUDITFLOW_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        let name = format!("af_sinks_{}", std::process::id());
-        let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-            .await
-            .expect("connect to PostgreSQL");
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-        }
-        PgDatabase { server, name }
-    }
-
-    fn url(&self) -> String {
-        format!("{}/{}", self.server, self.name)
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (server, sql) = (
-            self.server.clone(),
-            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-        let _ = std::thread::spawn(move || {
-            use sqlx::Connection;
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{server}/postgres")).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_drive_each_sink_once_and_hand_it_over_when_one_dies() {
     const BATCH: usize = 100;
-    let db = PgDatabase::create().await;
+    let db = TestDb::create("sinks").await;
     let hec = Receiver::hec(HEC_TOKEN, false).await;
     hec.set_delay(Duration::from_millis(20));
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

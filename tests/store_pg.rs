@@ -14,9 +14,11 @@
 //! Each test creates its own database and drops it afterwards, also when it fails.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use auditflow::event::StoredEvent;
@@ -25,82 +27,15 @@ use auditflow::store::checkpoint::{CheckpointSigner, Checkpointing};
 use auditflow::store::{PostgresStore, SqliteStore, Store};
 use chrono::Utc;
 use common::*;
+use pg::{TestDb, server_url};
 use serde_json::json;
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{Connection, Row};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
 // Harness: a database per test, a stoppable TCP proxy, requests.
-
-fn server_url() -> String {
-    std::env::var("AUDITFLOW_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-/// A database for one test, dropped (`WITH (FORCE)`) when this value is dropped, including
-/// while a failed test unwinds.
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    async fn create(tag: &str) -> TestDb {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "af_e2e_{tag}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
-            .await
-            .expect("connect to postgres");
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut admin)
-                .await
-                .expect("create test database");
-        }
-        TestDb { name }
-    }
-
-    fn url(&self) -> String {
-        format!("{}/{}", server_url(), self.name)
-    }
-
-    /// The same database through another host:port (the proxy).
-    fn url_via(&self, port: u16) -> String {
-        let base = server_url();
-        let (scheme_user, _) = base.rsplit_once('@').expect("AUDITFLOW_TEST_PG has user@host:port");
-        format!("{scheme_user}@127.0.0.1:{port}/{}", self.name)
-    }
-
-    async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url())
-            .await
-            .expect("connect to test database")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// A TCP proxy to PostgreSQL that the test can stop (the port then refuses connections and
 /// every open connection is cut) and start again on the same port: a database outage that

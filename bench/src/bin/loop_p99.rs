@@ -113,35 +113,20 @@ async fn main() -> Result<()> {
     let samples = Arc::new(Mutex::new(Samples::default()));
     let endpoint = format!("{base}/v1/events");
 
+    let load = Load {
+        args: &args,
+        client: &client,
+        endpoint: &endpoint,
+        bodies: &bodies,
+        samples: &samples,
+    };
     // Warm-up (not sampled): instances, connections, SQLite.
     let mut next = 0;
-    run_phase(
-        &args,
-        &client,
-        &endpoint,
-        &bodies,
-        &mut next,
-        None,
-        Phase::Quiet,
-        &samples,
-        1,
-    )
-    .await;
+    load.phase(&mut next, None, Phase::Quiet, 1).await;
     samples.lock().unwrap().healthy.clear();
     for round in 0..args.rounds {
         for phase in [Phase::Quiet, Phase::Looping] {
-            run_phase(
-                &args,
-                &client,
-                &endpoint,
-                &bodies,
-                &mut next,
-                Some(round),
-                phase,
-                &samples,
-                args.seconds,
-            )
-            .await;
+            load.phase(&mut next, Some(round), phase, args.seconds).await;
         }
     }
     drop(server);
@@ -268,61 +253,68 @@ async fn wait_healthy(client: &reqwest::Client, base: &str, server: &mut Server)
     }
 }
 
-/// One phase: healthy requests on an open-loop schedule (and poison requests when looping),
-/// then wait for every request of the phase to be answered.
-#[allow(clippy::too_many_arguments)]
-async fn run_phase(
-    args: &Args,
-    client: &reqwest::Client,
-    endpoint: &str,
-    bodies: &[Bytes],
-    next: &mut usize,
-    round: Option<usize>,
-    phase: Phase,
-    samples: &Arc<Mutex<Samples>>,
-    seconds: u64,
-) {
-    let started = Instant::now();
-    let end = started + Duration::from_secs(seconds);
-    let every = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
-    let mut tasks = Vec::new();
-    let mut healthy_at = started;
-    let mut poison_at = started + Duration::from_millis(args.poison_interval_ms / 2);
-    while healthy_at < end {
-        if phase == Phase::Looping && poison_at <= healthy_at {
-            tasks.push(tokio::spawn(poison(
-                client.clone(),
-                endpoint.to_owned(),
-                Arc::clone(samples),
-            )));
-            poison_at += Duration::from_millis(args.poison_interval_ms);
-            continue;
-        }
-        tokio::time::sleep_until(healthy_at.into()).await;
-        let body = bodies[*next % bodies.len()].clone();
-        *next += 1;
-        let (client, endpoint, samples) = (client.clone(), endpoint.to_owned(), Arc::clone(samples));
-        let looping = phase == Phase::Looping;
-        let want = args.batch as u64;
-        tasks.push(tokio::spawn(async move {
-            let sent = Instant::now();
-            let ok = post(&client, &endpoint, body, "application/x-ndjson")
-                .await
-                .is_some_and(|ack| {
-                    ack["accepted"].as_u64().unwrap_or(0) + ack["duplicates"].as_u64().unwrap_or(0) == want
-                });
-            let us = sent.elapsed().as_micros() as u64;
-            let mut s = samples.lock().unwrap();
-            match (ok, round) {
-                (true, Some(r)) => s.healthy.push((r, looping, us)),
-                (true, None) => {}
-                (false, _) => s.errors += 1,
+/// What every phase sends with and records into.
+struct Load<'a> {
+    args: &'a Args,
+    client: &'a reqwest::Client,
+    endpoint: &'a str,
+    bodies: &'a [Bytes],
+    samples: &'a Arc<Mutex<Samples>>,
+}
+
+impl Load<'_> {
+    /// One phase: healthy requests on an open-loop schedule (and poison requests when looping),
+    /// then wait for every request of the phase to be answered.
+    async fn phase(&self, next: &mut usize, round: Option<usize>, phase: Phase, seconds: u64) {
+        let Load {
+            args,
+            client,
+            endpoint,
+            bodies,
+            samples,
+        } = *self;
+        let started = Instant::now();
+        let end = started + Duration::from_secs(seconds);
+        let every = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+        let mut tasks = Vec::new();
+        let mut healthy_at = started;
+        let mut poison_at = started + Duration::from_millis(args.poison_interval_ms / 2);
+        while healthy_at < end {
+            if phase == Phase::Looping && poison_at <= healthy_at {
+                tasks.push(tokio::spawn(poison(
+                    client.clone(),
+                    endpoint.to_owned(),
+                    Arc::clone(samples),
+                )));
+                poison_at += Duration::from_millis(args.poison_interval_ms);
+                continue;
             }
-        }));
-        healthy_at += every;
-    }
-    for t in tasks {
-        let _ = t.await;
+            tokio::time::sleep_until(healthy_at.into()).await;
+            let body = bodies[*next % bodies.len()].clone();
+            *next += 1;
+            let (client, endpoint, samples) = (client.clone(), endpoint.to_owned(), Arc::clone(samples));
+            let looping = phase == Phase::Looping;
+            let want = args.batch as u64;
+            tasks.push(tokio::spawn(async move {
+                let sent = Instant::now();
+                let ok = post(&client, &endpoint, body, "application/x-ndjson")
+                    .await
+                    .is_some_and(|ack| {
+                        ack["accepted"].as_u64().unwrap_or(0) + ack["duplicates"].as_u64().unwrap_or(0) == want
+                    });
+                let us = sent.elapsed().as_micros() as u64;
+                let mut s = samples.lock().unwrap();
+                match (ok, round) {
+                    (true, Some(r)) => s.healthy.push((r, looping, us)),
+                    (true, None) => {}
+                    (false, _) => s.errors += 1,
+                }
+            }));
+            healthy_at += every;
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 }
 

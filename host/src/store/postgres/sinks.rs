@@ -186,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_replica_at_a_time_holds_a_sink_and_the_other_takes_over() {
-        let db = TestDb::create().await;
+        let db = TestDb::create("unit").await;
         let (a, b) = (db.open().await, db.open().await);
         let mut lease = a
             .lock_sink("splunk")
@@ -215,7 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn cursors_and_dead_letters_round_trip() {
-        let db = TestDb::create().await;
+        let db = TestDb::create("unit").await;
         let store = db.open().await;
         store.advance_sink_cursor("s", 5).await.unwrap();
         store.advance_sink_cursor("s", 3).await.unwrap();

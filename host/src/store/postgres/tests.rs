@@ -7,77 +7,24 @@
 //! `postgres://postgres@127.0.0.1:5432`) and drops it afterwards, also when the test fails.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::json;
-use sqlx::{Connection, PgConnection};
 
 use super::PostgresStore;
 use crate::store::checkpoint::{CheckpointSigner, Checkpointing};
 use crate::store::contract::{self, assert_chain_verifies, event, events, read_whole_chain};
 use crate::store::{Appended, EventQuery, QuarantineRecord, SqliteStore, Store, StoreError};
 
-/// A database created for one test and dropped (with `FORCE`, closing the store's connections)
-/// when this value is dropped, including during a panic's unwinding.
-pub(crate) struct TestDb {
-    name: String,
-}
-
-fn server_url() -> String {
-    std::env::var("AUDITFLOW_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
+// The integration tests' per-test database (created fresh, dropped `WITH (FORCE)` when the
+// value is dropped, also while a failed test unwinds), shared rather than written twice.
+#[path = "../../../../tests/common/pg.rs"]
+mod pg;
+pub(crate) use pg::{TestDb, server_url};
 
 impl TestDb {
-    pub(crate) async fn create() -> TestDb {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "af_unit_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
-            .await
-            .expect("connect to postgres");
-        // Two statements: a multi-statement string would run as one transaction, which
-        // CREATE DATABASE refuses.
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut admin)
-                .await
-                .expect("create test database");
-        }
-        TestDb { name }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("{}/{}", server_url(), self.name)
-    }
-
     pub(crate) async fn open(&self) -> PostgresStore {
         PostgresStore::open(&self.url()).await.expect("open postgres store")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime, which cannot block on its own futures: use a
-        // thread with a runtime of its own. Best effort: a failure leaves a stray database.
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -89,7 +36,7 @@ macro_rules! contract_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let db = TestDb::create().await;
+                    let db = TestDb::create("unit").await;
                     contract::$name(Arc::new(db.open().await)).await;
                 }
             )*
@@ -124,7 +71,7 @@ async fn partition_of(store: &PostgresStore, event_id: uuid::Uuid) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_land_in_their_month_or_the_default_partition() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("unit").await;
     let store = db.open().await;
     let now = Utc::now();
     let mut current = event(1);
@@ -155,7 +102,7 @@ async fn events_land_in_their_month_or_the_default_partition() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_month_that_gets_its_partition_later_takes_its_rows_from_default() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("unit").await;
     let store = db.open().await;
     let later = Utc::now() + Duration::days(31 * 6);
     let mut e = event(1);
@@ -190,7 +137,7 @@ async fn a_month_that_gets_its_partition_later_takes_its_rows_from_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_database_keep_one_gapless_chain() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("unit").await;
     let a: Arc<dyn Store> = Arc::new(db.open().await);
     let b: Arc<dyn Store> = Arc::new(db.open().await);
     let mut tasks = Vec::new();
@@ -226,7 +173,7 @@ async fn two_replicas_on_one_database_keep_one_gapless_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hashes_are_byte_identical_to_sqlite() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("unit").await;
     let pg = db.open().await;
     let sqlite = SqliteStore::open("sqlite::memory:").await.expect("sqlite");
     let mut batch: Vec<_> = (0..20).map(contract::full_event).collect();
@@ -247,7 +194,7 @@ async fn hashes_are_byte_identical_to_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nul_characters_and_negative_zero_are_stored_and_still_verify() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("unit").await;
     let store = db.open().await;
     let mut e = event(1);
     e.reason = Some("before\0after".into());
@@ -260,7 +207,7 @@ async fn nul_characters_and_negative_zero_are_stored_and_still_verify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_batch_stores_nothing_and_the_chain_continues() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("unit").await;
     let store = db.open().await;
     sqlx::raw_sql(
         "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
@@ -298,7 +245,7 @@ async fn failed_batch_stores_nothing_and_the_chain_continues() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_are_signed_every_n_events_and_when_idle() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("unit").await;
     let store = db.open().await;
     let signer = CheckpointSigner::generate().expect("key");
     let key = signer.verifying_key();
@@ -332,7 +279,7 @@ async fn checkpoints_are_signed_every_n_events_and_when_idle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quarantine_records_are_kept_once_per_event_and_stage() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("unit").await;
     let pg = db.open().await;
     let sqlite = SqliteStore::open("sqlite::memory:").await.expect("sqlite");
     for store in [&pg as &dyn Store, &sqlite] {
@@ -363,7 +310,7 @@ async fn quarantine_records_are_kept_once_per_event_and_stage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_rows_and_checkpoints_cannot_be_updated() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("unit").await;
     let store = db.open().await;
     store.append(events(1), Utc::now()).await.expect("append");
     let err = sqlx::query("UPDATE audit_events SET reason = 'edited'")
