@@ -31,7 +31,7 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("plugins: {0}")]
     Plugin(#[from] PluginError),
-    #[error("{0}")]
+    #[error(transparent)]
     Pipeline(#[from] BuildError),
     #[error("sinks: {0}")]
     Sink(#[from] SinkError),

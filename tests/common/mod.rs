@@ -193,6 +193,12 @@ pub fn http() -> ::reqwest::Client {
 
 /// The quick start pipeline with storage in the test's temp dir.
 pub fn quickstart_config() -> String {
-    let text = std::fs::read_to_string(workspace().join("examples/quickstart.toml")).unwrap();
+    let examples = workspace().join("examples");
+    let text = std::fs::read_to_string(examples.join("quickstart.toml")).unwrap();
+    // The copy lives in the test's directory: point its lookup files back at examples/.
     text.replace("url = \"sqlite://quickstart.db\"", "url = \"sqlite://events.db\"")
+        .replace(
+            "path = \"lookups/",
+            &format!("path = \"{}/lookups/", examples.display()),
+        )
 }

@@ -101,11 +101,13 @@ pub struct Rejected {
 /// A config the pipeline cannot be built from.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("stages[{index}] (`{stage}`): {source}")]
+    // Not `source`: the message already carries the plugin error, and a source would print it
+    // twice in an error chain.
+    #[error("stages[{index}] (`{stage}`): {error}")]
     Plugin {
         index: usize,
         stage: String,
-        source: PluginError,
+        error: PluginError,
     },
     #[error("stages[{index}].secrets.{name}: {message}")]
     Secret {
@@ -140,10 +142,10 @@ impl Pipeline {
         index: usize,
         sc: &StageConfig,
     ) -> Result<Stage, BuildError> {
-        let plugin_err = |source| BuildError::Plugin {
+        let plugin_err = |error| BuildError::Plugin {
             index,
             stage: sc.name.clone(),
-            source,
+            error,
         };
         let component = engine.load(&sc.plugin, &config.base_dir).map_err(plugin_err)?;
         let mut stage_config = sc.config.clone();
