@@ -802,21 +802,34 @@ impl Config {
     }
 
     /// Read a secret from `{ env = "VAR" }` or `{ file = "path" }` (relative to the config
-    /// file), trimmed. The error names the variable or file, never the value.
+    /// file), trimmed, as text. The error names the variable or file, never the value.
     pub fn read_secret(&self, source: &SecretSource) -> Result<String, String> {
-        let value = match (&source.env, &source.file) {
-            (Some(var), _) => std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
+        let bytes = self.read_secret_bytes(source.env.as_deref(), source.file.as_deref())?;
+        String::from_utf8(bytes).map_err(|_| "the secret is not valid UTF-8".into())
+    }
+
+    /// The one reader of secrets (stage secrets, sink tokens, ingest and admin tokens, the
+    /// chain signing key): the bytes of environment variable `env` or of `file` (relative to the
+    /// config file), trimmed of surrounding ASCII whitespace. Exactly one of the two must be
+    /// given. Errors name the variable or file, never the value.
+    pub fn read_secret_bytes(&self, env: Option<&str>, file: Option<&Path>) -> Result<Vec<u8>, String> {
+        let (bytes, origin) = match (env, file) {
+            (Some(var), None) => {
+                let value = std::env::var_os(var).ok_or_else(|| format!("environment variable {var} is not set"))?;
+                (value.into_encoded_bytes(), format!("environment variable {var}"))
+            }
             (None, Some(file)) => {
                 let path = self.resolve_path(file);
-                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+                let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                (bytes, format!("file {}", path.display()))
             }
-            (None, None) => return Err("set `env` or `file`".into()),
+            _ => return Err("set exactly one of `env` or `file`".into()),
         };
-        let value = value.trim().to_owned();
-        if value.is_empty() {
-            return Err("the secret is empty".into());
+        let secret = bytes.trim_ascii();
+        if secret.is_empty() {
+            return Err(format!("{origin} is empty"));
         }
-        Ok(value)
+        Ok(secret.to_vec())
     }
 
     /// Resolve a path from the config against the config file's directory.
@@ -832,6 +845,33 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_read_trimmed_and_errors_name_the_source_not_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::parse("").unwrap();
+        c.base_dir = dir.path().to_owned();
+        std::fs::write(dir.path().join("key"), b"  s3cret\n").unwrap();
+        std::fs::write(dir.path().join("blank"), b" \n").unwrap();
+        std::fs::write(dir.path().join("binary"), b"\xff\xfe").unwrap();
+        let read = |file: &str| c.read_secret_bytes(None, Some(Path::new(file)));
+        assert_eq!(read("key").unwrap(), b"s3cret");
+        let err = read("blank").unwrap_err();
+        assert!(err.starts_with("file ") && err.ends_with("blank is empty"), "{err}");
+        assert!(read("missing").unwrap_err().starts_with("cannot read"));
+        assert_eq!(read("binary").unwrap(), b"\xff\xfe", "tokens are bytes");
+        let binary = SecretSource {
+            env: None,
+            file: Some("binary".into()),
+        };
+        assert_eq!(c.read_secret(&binary).unwrap_err(), "the secret is not valid UTF-8");
+        let unset = c
+            .read_secret_bytes(Some("AUDITFLOW_TEST_SURELY_UNSET_VAR"), None)
+            .unwrap_err();
+        assert_eq!(unset, "environment variable AUDITFLOW_TEST_SURELY_UNSET_VAR is not set");
+        let both = c.read_secret_bytes(Some("X"), Some(Path::new("key"))).unwrap_err();
+        assert_eq!(both, "set exactly one of `env` or `file`");
+    }
 
     #[test]
     fn typo_in_a_stage_key_names_the_key_path() {

@@ -125,18 +125,12 @@ async fn reload_handler(State(state): State<Arc<AdminState>>, headers: HeaderMap
 
 /// Read the admin token named by `[admin]`, if any.
 pub fn admin_token(config: &Config) -> Result<Option<Vec<u8>>, String> {
-    let value = match (&config.admin.token_env, &config.admin.token_file) {
-        (Some(var), _) => std::env::var(var).map_err(|_| format!("admin.token_env: {var} is not set"))?,
-        (None, Some(file)) => {
-            let path = config.resolve_path(file);
-            std::fs::read_to_string(&path)
-                .map_err(|e| format!("admin.token_file: cannot read {}: {e}", path.display()))?
-        }
-        (None, None) => return Ok(None),
-    };
-    let value = value.trim();
-    if value.is_empty() {
-        return Err("admin token is empty".into());
+    let admin = &config.admin;
+    if admin.token_env.is_none() && admin.token_file.is_none() {
+        return Ok(None);
     }
-    Ok(Some(value.as_bytes().to_vec()))
+    config
+        .read_secret_bytes(admin.token_env.as_deref(), admin.token_file.as_deref())
+        .map(Some)
+        .map_err(|e| format!("admin token: {e}"))
 }

@@ -87,7 +87,7 @@ impl Server {
     /// Build every component from the config. Fails before listening if anything is wrong.
     /// With `config_path`, the pipeline can be reloaded from that file (SIGHUP, admin route).
     pub async fn build(config: &Config, config_path: Option<&std::path::Path>) -> Result<Server, ServerError> {
-        let tokens = auth::load(&config.auth.tokens, &config.base_dir).map_err(ServerError::Auth)?;
+        let tokens = auth::load(config).map_err(ServerError::Auth)?;
         let store = store::open(&storage_url(config)).await?;
         let engine = PluginEngine::for_config(config)?;
         let pipeline = Arc::new(PipelineSlot::new(Pipeline::build(config, &engine).await?));

@@ -7,13 +7,12 @@
 //! much of one) matched; hashing first also makes every comparison the same length.
 
 use std::fmt;
-use std::path::Path;
 
 use axum::http::{HeaderMap, HeaderName, header};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::config::TokenConfig;
+use crate::config::Config;
 
 /// The configured ingest tokens.
 pub struct Tokens {
@@ -99,44 +98,21 @@ pub fn gateway_api_key(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 /// Read every configured token's secret from its environment variable or file (relative paths
-/// against `base_dir`, the config file's directory), trimmed of surrounding whitespace.
+/// against the config file's directory), trimmed of surrounding whitespace
+/// ([`Config::read_secret_bytes`]).
 ///
 /// Errors name the token and where its secret should have come from, never the secret: a
 /// variable that is unset or empty, a file that cannot be read or is empty, a token with both
 /// or neither of `env`/`file`, or two tokens with the same secret (which one sent an event
 /// would be ambiguous). Several tokens may share a name (e.g. old and new during a rotation).
-pub fn load(tokens: &[TokenConfig], base_dir: &Path) -> Result<Tokens, String> {
+pub fn load(config: &Config) -> Result<Tokens, String> {
+    let tokens = &config.auth.tokens;
     let mut pairs: Vec<(String, Vec<u8>)> = Vec::with_capacity(tokens.len());
     for token in tokens {
         let name = &token.name;
-        let secret = match (&token.env, &token.file) {
-            (Some(var), None) => {
-                let value = std::env::var_os(var)
-                    .ok_or_else(|| format!("auth token `{name}`: environment variable `{var}` is not set"))?;
-                let secret = value.into_encoded_bytes().trim_ascii().to_vec();
-                if secret.is_empty() {
-                    return Err(format!("auth token `{name}`: environment variable `{var}` is empty"));
-                }
-                secret
-            }
-            (None, Some(file)) => {
-                let path = if file.is_absolute() {
-                    file.clone()
-                } else {
-                    base_dir.join(file)
-                };
-                let bytes = std::fs::read(&path)
-                    .map_err(|e| format!("auth token `{name}`: cannot read token file {}: {e}", path.display()))?;
-                let secret = bytes.trim_ascii().to_vec();
-                if secret.is_empty() {
-                    return Err(format!("auth token `{name}`: token file {} is empty", path.display()));
-                }
-                secret
-            }
-            _ => {
-                return Err(format!("auth token `{name}`: set exactly one of `env` or `file`"));
-            }
-        };
+        let secret = config
+            .read_secret_bytes(token.env.as_deref(), token.file.as_deref())
+            .map_err(|e| format!("auth token `{name}`: {e}"))?;
         if let Some((other, _)) = pairs.iter().find(|(_, s)| *s == secret) {
             return Err(format!(
                 "auth tokens `{other}` and `{name}` have the same value; give each sender its own"
@@ -150,8 +126,17 @@ pub fn load(tokens: &[TokenConfig], base_dir: &Path) -> Result<Tokens, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TokenConfig;
     use axum::http::HeaderValue;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
+
+    /// [`super::load`] on a config holding just `tokens`, with `base` as its directory.
+    fn load(tokens: &[TokenConfig], base: &Path) -> Result<Tokens, String> {
+        let mut config = Config::parse("").unwrap();
+        config.auth.tokens = tokens.to_vec();
+        config.base_dir = base.to_owned();
+        super::load(&config)
+    }
 
     fn tokens() -> Tokens {
         Tokens::new(vec![

@@ -239,22 +239,18 @@ pub fn trusted_keys(config: &Config) -> Result<Vec<VerifyingKey>, KeyError> {
 }
 
 fn read_signing_key(config: &Config, source: &SecretSource) -> Result<CheckpointSigner, KeyError> {
-    match (&source.env, &source.file) {
-        (Some(var), None) => {
-            let origin = format!("storage.chain.signing_key (environment variable {var})");
-            let text = std::env::var(var).map_err(|_| KeyError(format!("{origin}: not set")))?;
-            CheckpointSigner::parse(&text, &origin)
-        }
-        (None, Some(file)) => {
-            let path = config.resolve_path(file);
-            let origin = format!("storage.chain.signing_key (file {})", path.display());
-            let text = std::fs::read_to_string(&path).map_err(|e| KeyError(format!("{origin}: {e}")))?;
-            CheckpointSigner::parse(&text, &origin)
-        }
-        _ => Err(KeyError(
-            "storage.chain.signing_key: set exactly one of `env` or `file`".into(),
-        )),
-    }
+    let origin = match (&source.env, &source.file) {
+        (Some(var), None) => format!("storage.chain.signing_key (environment variable {var})"),
+        (None, Some(file)) => format!(
+            "storage.chain.signing_key (file {})",
+            config.resolve_path(file).display()
+        ),
+        _ => "storage.chain.signing_key".to_owned(),
+    };
+    let text = config
+        .read_secret(source)
+        .map_err(|e| KeyError(format!("{origin}: {e}")))?;
+    CheckpointSigner::parse(&text, &origin)
 }
 
 /// Ask `store` every `every` to sign its head if events were stored since the last checkpoint,
