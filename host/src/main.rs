@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
@@ -219,9 +220,22 @@ fn otlp_endpoint(command: &Command) -> Option<String> {
     }
 }
 
-fn load_config(path: &Path) -> Result<Config> {
-    Ok(Config::load(path)?)
+/// The config at `path`; a `--storage-url` flag, when given, overrides `[storage] url`.
+fn load_config(path: &Path, storage_url: Option<String>) -> Result<Config> {
+    let mut config = Config::load(path)?;
+    if let Some(url) = storage_url {
+        config.storage.url = url;
+    }
+    Ok(config)
 }
+
+/// The store `config` names (relative SQLite paths against the config's directory).
+async fn open_store(config: &Config) -> Result<Arc<dyn store::Store>> {
+    Ok(store::open(&storage_url(config)).await?)
+}
+
+/// How the CLI prints stored times: UTC, microseconds.
+const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
 async fn run(command: Command) -> Result<()> {
     match command {
@@ -230,10 +244,7 @@ async fn run(command: Command) -> Result<()> {
             listen,
             storage_url,
         } => {
-            let mut config = load_config(&config_path)?;
-            if let Some(url) = storage_url {
-                config.storage.url = url;
-            }
+            let config = load_config(&config_path, storage_url)?;
             let addr = listen.unwrap_or_else(|| config.server.listen.clone());
             // Read the signing key before building anything: a bad key fails the start.
             let checkpointing = Checkpointing::from_config(&config)?;
@@ -258,11 +269,8 @@ async fn run(command: Command) -> Result<()> {
             storage_url: url,
             limit,
         } => {
-            let mut config = load_config(&config)?;
-            if let Some(url) = url {
-                config.storage.url = url;
-            }
-            let store = store::open(&storage_url(&config)).await?;
+            let config = load_config(&config, url)?;
+            let store = open_store(&config).await?;
             let rows = store.quarantined(limit).await?;
             println!("{:<36}  {:<20}  {:<27}  ERROR", "EVENT_ID", "STAGE", "QUARANTINED_AT");
             for r in &rows {
@@ -270,7 +278,7 @@ async fn run(command: Command) -> Result<()> {
                     "{:<36}  {:<20}  {:<27}  {}",
                     r.event_id,
                     r.stage,
-                    r.quarantined_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                    r.quarantined_at.format(TIME_FORMAT),
                     r.error
                 );
             }
@@ -293,11 +301,8 @@ async fn run(command: Command) -> Result<()> {
             limit,
             format,
         } => {
-            let mut config = load_config(&config)?;
-            if let Some(url) = url {
-                config.storage.url = url;
-            }
-            let store = store::open(&storage_url(&config)).await?;
+            let config = load_config(&config, url)?;
+            let store = open_store(&config).await?;
             let q = EventQuery {
                 since,
                 until,
@@ -322,7 +327,7 @@ async fn run(command: Command) -> Result<()> {
 }
 
 async fn reload(path: &Path, url: Option<String>) -> Result<()> {
-    let config = load_config(path)?;
+    let config = load_config(path, None)?;
     let Some(token) = auditflow::reload::admin_token(&config).map_err(anyhow::Error::msg)? else {
         bail!(
             "{}: no [admin] token configured; the server has no admin endpoint (send SIGHUP instead)",
@@ -364,7 +369,7 @@ async fn reload(path: &Path, url: Option<String>) -> Result<()> {
 }
 
 async fn validate(path: &Path) -> Result<()> {
-    let config = load_config(path)?;
+    let config = load_config(path, None)?;
     for (i, token) in config.auth.tokens.iter().enumerate() {
         if let Some(var) = &token.env
             && std::env::var(var).is_err()
@@ -420,7 +425,7 @@ async fn validate(path: &Path) -> Result<()> {
 }
 
 async fn plugin_test(config_path: &Path, stage_name: &str, input: &Path) -> Result<()> {
-    let mut config = load_config(config_path)?;
+    let mut config = load_config(config_path, None)?;
     let Some(stage) = config.stages.iter().find(|s| s.name == stage_name).cloned() else {
         let names: Vec<_> = config.stages.iter().map(|s| s.name.as_str()).collect();
         bail!(
@@ -536,7 +541,7 @@ fn print_table(rows: &[auditflow::event::StoredEvent]) {
         println!(
             "{:>8}  {:<27}  {:<18}  {:<40}  {:<6}  {}",
             r.seq,
-            e.timestamp.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            e.timestamp.format(TIME_FORMAT),
             e.event_type,
             actor,
             e.decision.map_or("-", |d| d.as_str()),
@@ -583,12 +588,9 @@ async fn finish_checkpoints(checkpoints: Option<CheckpointTimer>) {
 }
 
 async fn migrate(config_path: &Path, url: Option<String>) -> Result<()> {
-    let mut config = load_config(config_path)?;
-    if let Some(url) = url {
-        config.storage.url = url;
-    }
+    let config = load_config(config_path, url)?;
     // Opening migrates (and, on PostgreSQL, creates the partitions around this month).
-    let store = store::open(&storage_url(&config)).await?;
+    let store = open_store(&config).await?;
     println!(
         "{} schema is up to date ({} events stored)",
         store.kind(),
@@ -608,12 +610,9 @@ fn keygen() -> Result<()> {
 }
 
 async fn verify_chain(config_path: &Path, url: Option<String>) -> Result<()> {
-    let mut config = load_config(config_path)?;
-    if let Some(url) = url {
-        config.storage.url = url;
-    }
+    let config = load_config(config_path, url)?;
     let keys = store::checkpoint::trusted_keys(&config)?;
-    let store = store::open(&storage_url(&config)).await?;
+    let store = open_store(&config).await?;
     let report = store::verify::verify(&*store, &keys).await?;
     if report.is_ok() {
         println!("{report}");
@@ -632,11 +631,8 @@ async fn dlq(command: DlqCommand) -> Result<()> {
             all,
             limit,
         } => {
-            let mut config = load_config(&config)?;
-            if let Some(url) = url {
-                config.storage.url = url;
-            }
-            let store = store::open(&storage_url(&config)).await?;
+            let config = load_config(&config, url)?;
+            let store = open_store(&config).await?;
             let rows = auditflow::sink::dlq::list(store.as_ref(), sink.as_deref(), all, limit).await?;
             println!(
                 "{:>6}  {:<16}  {:>8}  {:<36}  {:<14}  {:<27}  {:<27}  DETAIL",
@@ -646,7 +642,7 @@ async fn dlq(command: DlqCommand) -> Result<()> {
                 let l = &r.letter;
                 let replayed = r
                     .replayed_at
-                    .map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+                    .map_or_else(|| "-".to_owned(), |t| t.format(TIME_FORMAT).to_string());
                 println!(
                     "{:>6}  {:<16}  {:>8}  {:<36}  {:<14}  {:<27}  {:<27}  {}",
                     r.id,
@@ -654,7 +650,7 @@ async fn dlq(command: DlqCommand) -> Result<()> {
                     l.seq,
                     l.event_id,
                     l.reason,
-                    r.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                    r.created_at.format(TIME_FORMAT),
                     replayed,
                     l.detail
                 );
@@ -667,11 +663,8 @@ async fn dlq(command: DlqCommand) -> Result<()> {
             storage_url: url,
             sink,
         } => {
-            let mut config = load_config(&config)?;
-            if let Some(url) = url {
-                config.storage.url = url;
-            }
-            let store = store::open(&storage_url(&config)).await?;
+            let config = load_config(&config, url)?;
+            let store = open_store(&config).await?;
             let reports = auditflow::sink::dlq::replay(&config, store, sink.as_deref()).await?;
             let mut halted = false;
             for r in &reports {
