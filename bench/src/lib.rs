@@ -11,6 +11,16 @@ use auditflow::ingest::body::BodyFormat;
 use auditflow::ingest::parse::parse_events;
 use auditflow::plugin::bindings::WitEvent;
 
+/// The `p`th percentile (nearest rank) of latencies in microseconds, sorted ascending, in
+/// milliseconds; 0 for no samples. Shared by the load generators so their figures compare.
+pub fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let i = ((p / 100.0) * (sorted_us.len() - 1) as f64).round() as usize;
+    sorted_us[i.min(sorted_us.len() - 1)] as f64 / 1000.0
+}
+
 /// `../shared/data/<name>` beside the checkout.
 pub fn shared_data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

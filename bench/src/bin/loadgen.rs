@@ -104,14 +104,7 @@ async fn main() -> Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
 
     total.latencies_us.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        let v = &total.latencies_us;
-        if v.is_empty() {
-            return 0.0;
-        }
-        let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-        v[i.min(v.len() - 1)] as f64 / 1000.0
-    };
+    let pct = |p: f64| auditflow_bench::percentile_ms(&total.latencies_us, p);
     let rate = total.acked_events as f64 / elapsed;
     if args.json {
         println!(

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use auditflow_bench::percentile_ms as pct;
 use auditflow_bench::synth::{IdKind, synth_lines};
 use bytes::Bytes;
 use clap::Parser;
@@ -196,15 +197,6 @@ async fn main() -> Result<()> {
         bail!("no poison event was dropped: the looping stage never ran");
     }
     Ok(())
-}
-
-/// Nearest-rank percentile of sorted microseconds, in ms.
-fn pct(v: &[u64], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-    v[i.min(v.len() - 1)] as f64 / 1000.0
 }
 
 /// The quick start config with the looping stage in front, storing into `dir`.
