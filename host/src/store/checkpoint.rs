@@ -247,9 +247,10 @@ fn read_signing_key(config: &Config, source: &SecretSource) -> Result<Checkpoint
         ),
         _ => "storage.chain.signing_key".to_owned(),
     };
+    // The read error names the variable or file itself.
     let text = config
         .read_secret(source)
-        .map_err(|e| KeyError(format!("{origin}: {e}")))?;
+        .map_err(|e| KeyError(format!("storage.chain.signing_key: {e}")))?;
     CheckpointSigner::parse(&text, &origin)
 }
 
