@@ -201,14 +201,12 @@ impl Anchors {
         self.groups.is_empty()
     }
 
-    /// The prefixes that could start at `i`.
-    fn at(&self, s: &[u8], i: usize) -> &[(&'static [u8], Anchor)] {
+    /// The group of prefixes whose first two bytes are `s[i..i + 2]`, if any (0: none).
+    #[inline]
+    fn group_at(&self, s: &[u8], i: usize) -> u8 {
         match (s.get(i), s.get(i + 1)) {
-            (Some(&a), Some(&b)) if a < 128 && b < 128 => match self.bigrams[usize::from(a) * 128 + usize::from(b)] {
-                0 => &[],
-                g => &self.groups[usize::from(g) - 1],
-            },
-            _ => &[],
+            (Some(&a), Some(&b)) if a < 128 && b < 128 => self.bigrams[usize::from(a) * 128 + usize::from(b)],
+            _ => 0,
         }
     }
 }
@@ -227,7 +225,10 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], hits: &mut Vec<Hit>) {
             continue;
         }
         // `i` starts a word (or a run of dashes, for `-----BEGIN`).
-        if let Some(resume) = anchored_at(anchors, s, i, hits) {
+        let group = anchors.group_at(s, i);
+        if group != 0
+            && let Some(resume) = anchored_at(anchors, group, s, i, hits)
+        {
             i = resume;
             continue;
         }
@@ -240,10 +241,13 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], hits: &mut Vec<Hit>) {
     }
 }
 
-/// Try the prefixes that could start at `i`, longest first, and record the first format that
-/// matches. Returns where to resume scanning when the match is to be skipped over.
-fn anchored_at(anchors: &Anchors, s: &[u8], i: usize, hits: &mut Vec<Hit>) -> Option<usize> {
-    for &(prefix, anchor) in anchors.at(s, i) {
+/// Try the prefixes of `group` (those that could start at `i`), longest first, and record the
+/// first format that matches. Returns where to resume scanning when the match is to be skipped
+/// over. Out of line so the word-skipping loop around it stays small: Cranelift spills its
+/// loop variables when the matchers are inlined into it.
+#[inline(never)]
+fn anchored_at(anchors: &Anchors, group: u8, s: &[u8], i: usize, hits: &mut Vec<Hit>) -> Option<usize> {
+    for &(prefix, anchor) in &anchors.groups[usize::from(group) - 1] {
         if !s[i..].starts_with(prefix) {
             continue;
         }
