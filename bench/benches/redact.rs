@@ -4,7 +4,9 @@
 //! figure: a plugin that keeps every event unchanged (tests/plugins/drop-marker), i.e. what
 //! moving the batch across the boundary and back costs under the current contract.
 //! `native_mask`/`wasm_mask` mask the actor instead of hashing it, to show what the keyed
-//! HMAC-SHA256 costs on each side.
+//! HMAC-SHA256 costs on each side. `wasm_no_epoch` runs the same Wasm redactor on an engine
+//! without epoch checks: what the sandbox's interruptibility costs. It is a measurement only;
+//! auditflow itself never runs plugins that way (a looping plugin could not be stopped).
 //!
 //!   cargo bench -p auditflow-bench --bench redact
 
@@ -12,7 +14,7 @@ use std::collections::BTreeMap;
 
 use auditflow::plugin::bindings::to_wit;
 use auditflow::plugin::host::StageContext;
-use auditflow::plugin::{InstanceLimits, PluginEngine, TransformPool};
+use auditflow::plugin::{EngineOptions, InstanceLimits, PluginEngine, TransformPool};
 use auditflow_bench::{dev_events, to_sdk};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -60,6 +62,12 @@ fn redact(c: &mut Criterion) {
     let native_mask = redact::Redactor::from_config(&mask_config()).unwrap();
     let marker = auditflow_artifacts::path("drop-marker").display().to_string();
     let passthrough = pool(&rt, &engine, &marker, "{}".into());
+    let unchecked = PluginEngine::with_options(EngineOptions {
+        epoch_interruption: false,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let wasm_no_epoch = pool(&rt, &unchecked, "redact", config().to_string());
 
     let mut group = c.benchmark_group("redact_batch_256");
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -70,6 +78,9 @@ fn redact(c: &mut Criterion) {
     });
     group.bench_function("native_mask", |b| b.iter(|| native_mask.redact_batch(sdk.clone())));
     group.bench_function("wasm_mask", |b| b.to_async(&rt).iter(|| wasm_mask.process(&wit)));
+    group.bench_function("wasm_no_epoch", |b| {
+        b.to_async(&rt).iter(|| wasm_no_epoch.process(&wit))
+    });
     group.finish();
 }
 

@@ -28,6 +28,7 @@ pub struct PluginEngine {
 struct Inner {
     engine: Engine,
     fuel: bool,
+    epochs: bool,
     pooling: bool,
     linker: Linker<HostState>,
     ticker_stop: Arc<AtomicBool>,
@@ -48,6 +49,11 @@ pub struct EngineOptions {
     pub max_memory_bytes: usize,
     /// Component instances the pooling allocator holds at once.
     pub instance_slots: u32,
+    /// Check the epoch at every loop back-edge and function entry, so a call can yield and its
+    /// wall-clock timeout can stop it. Always on in the server and the CLI: without it a plugin
+    /// that loops forever holds its thread. Only the redact benchmark turns it off, to measure
+    /// what the checks cost.
+    pub epoch_interruption: bool,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +62,7 @@ impl Default for EngineOptions {
             fuel: false,
             max_memory_bytes: 256 << 20,
             instance_slots: 64,
+            epoch_interruption: true,
         }
     }
 }
@@ -99,6 +106,7 @@ impl PluginEngine {
                 .max()
                 .unwrap_or(256 << 20),
             instance_slots: (instances + 16).max(64) as u32,
+            epoch_interruption: true,
         })
     }
 
@@ -111,22 +119,26 @@ impl PluginEngine {
         // reserves a lot of address space up front; where the host cannot reserve it, fall
         // back to on-demand allocation rather than refuse to start.
         match Engine::new(&Self::wasmtime_config(&options, true)) {
-            Ok(engine) => Self::finish(engine, options.fuel, true),
+            Ok(engine) => Self::finish(engine, &options, true),
             Err(e) => {
                 tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand instance allocation");
                 let engine = Engine::new(&Self::wasmtime_config(&options, false)).map_err(|e| err(e.to_string()))?;
-                Self::finish(engine, options.fuel, false)
+                Self::finish(engine, &options, false)
             }
         }
     }
 
     fn wasmtime_config(options: &EngineOptions, pooling: bool) -> Config {
         let mut config = Config::new();
-        config.epoch_interruption(true);
+        config.epoch_interruption(options.epoch_interruption);
         config.wasm_component_model(true);
         // A plugin that recurses without bound must trap, not overflow the host's stack.
         config.max_wasm_stack(1 << 20);
         config.consume_fuel(options.fuel);
+        // `perf` can name the functions of JIT-compiled plugins from /tmp/perf-PID.map.
+        if std::env::var("AUDITFLOW_WASM_PROFILER").is_ok_and(|v| v == "perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Ok(cache) = wasmtime::Cache::from_file(None) {
             config.cache(Some(cache));
         }
@@ -145,7 +157,7 @@ impl PluginEngine {
         config
     }
 
-    fn finish(engine: Engine, fuel: bool, pooling: bool) -> Result<PluginEngine, PluginError> {
+    fn finish(engine: Engine, options: &EngineOptions, pooling: bool) -> Result<PluginEngine, PluginError> {
         let err = |message: String| PluginError::Load {
             plugin: "(engine)".into(),
             message,
@@ -178,7 +190,8 @@ impl PluginEngine {
         Ok(PluginEngine {
             inner: Arc::new(Inner {
                 engine,
-                fuel,
+                fuel: options.fuel,
+                epochs: options.epoch_interruption,
                 pooling,
                 linker,
                 ticker_stop,
@@ -193,6 +206,11 @@ impl PluginEngine {
 
     pub fn fuel_enabled(&self) -> bool {
         self.inner.fuel
+    }
+
+    /// Whether calls check the epoch (see [`EngineOptions::epoch_interruption`]).
+    pub fn epochs_enabled(&self) -> bool {
+        self.inner.epochs
     }
 
     pub fn engine(&self) -> &Engine {

@@ -16,7 +16,7 @@ pub mod host;
 pub mod lookup;
 pub mod pool;
 
-pub use engine::{LoadedComponent, PluginEngine};
+pub use engine::{EngineOptions, LoadedComponent, PluginEngine};
 pub use pool::{FormatterPool, InstanceLimits, TransformPool};
 
 /// Everything that can go wrong with a plugin. Messages never contain event contents.

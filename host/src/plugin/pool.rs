@@ -168,8 +168,10 @@ impl<W: PluginWorld> Pool<W> {
         store.limiter(|s| &mut s.limits);
         // Yield to the executor at every epoch tick, so a long call neither starves tokio nor
         // escapes the wall-clock timeout that wraps every call.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        if self.engine.epochs_enabled() {
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        }
         self.refuel(&mut store);
         let started = Instant::now();
         let run = async {
