@@ -205,8 +205,10 @@ impl Detectors {
         self.enabled[d as usize]
     }
 
-    /// Append every finding in `text` to `hits` (unsorted, possibly overlapping).
-    pub fn scan(&self, text: &str, hits: &mut Vec<Hit>) {
+    /// Append every finding in `text` to `hits` (unsorted, possibly overlapping). Returns
+    /// whether `text` holds a `=` or `:`, without which it cannot hold a `key=value` secret
+    /// ([`crate::secrets::SecretKeys::scan_pairs`] can then be skipped).
+    pub fn scan(&self, text: &str, hits: &mut Vec<Hit>) -> bool {
         let s = text.as_bytes();
         let summary = Summary::of(s);
         if summary.at && self.on(Detector::Email) {
@@ -221,7 +223,9 @@ impl Detectors {
         if summary.digits >= 8 && self.on(Detector::Phone) {
             numbers::scan_phones(s, hits);
         }
-        if summary.digits >= 4 && summary.dot && self.on(Detector::Ipv4) {
+        // An address has three dots; most strings with digits and a dot (versions, decimals,
+        // host names) have fewer, and counting is cheaper than the scan.
+        if summary.digits >= 4 && summary.dot && self.on(Detector::Ipv4) && has_three(s, b'.') {
             numbers::scan_ipv4(s, hits);
         }
         if summary.colon && self.on(Detector::Ipv6) {
@@ -230,7 +234,13 @@ impl Detectors {
         if !self.anchors.is_empty() {
             tokens::scan_anchored(&self.anchors, s, hits);
         }
+        summary.colon || summary.equals
     }
+}
+
+/// Whether `byte` occurs at least three times in `s`.
+fn has_three(s: &[u8], byte: u8) -> bool {
+    memchr::memchr_iter(byte, s).nth(2).is_some()
 }
 
 /// What one pass over a string found out, to skip detectors that cannot match.
@@ -240,6 +250,7 @@ struct Summary {
     dash: bool,
     dot: bool,
     colon: bool,
+    equals: bool,
 }
 
 impl Summary {
@@ -250,6 +261,7 @@ impl Summary {
         const DASH: u8 = 4;
         const DOT: u8 = 8;
         const COLON: u8 = 16;
+        const EQUALS: u8 = 32;
         const FLAGS: [u8; 256] = {
             let mut t = [0u8; 256];
             let mut d = b'0';
@@ -263,6 +275,7 @@ impl Summary {
             t[b'-' as usize] = DASH;
             t[b'.' as usize] = DOT;
             t[b':' as usize] = COLON;
+            t[b'=' as usize] = EQUALS;
             t
         };
         let mut digits = 0;
@@ -278,6 +291,7 @@ impl Summary {
             dash: flags & DASH != 0,
             dot: flags & DOT != 0,
             colon: flags & COLON != 0,
+            equals: flags & EQUALS != 0,
         }
     }
 }

@@ -116,8 +116,9 @@ impl Redactor {
     /// Find everything in `text`, into `scratch.hits`.
     fn find(&self, text: &str, scratch: &mut Scratch) {
         scratch.hits.clear();
-        self.detectors.scan(text, &mut scratch.hits);
-        self.secrets.scan_pairs(text, &mut scratch.hits);
+        if self.detectors.scan(text, &mut scratch.hits) {
+            self.secrets.scan_pairs(text, &mut scratch.hits);
+        }
     }
 
     /// Find everything in `text` and rewrite it.

@@ -179,6 +179,19 @@ fn secrets_inside_strings() {
 }
 
 #[test]
+fn key_value_secrets_with_only_one_kind_of_separator() {
+    // The key/value pass is skipped for strings holding neither `=` nor `:`; each of the two
+    // separators alone must still bring it in.
+    let out = meta(
+        json!({}),
+        json!({"eq": "db password=hunter2 ok", "colon": "db password: hunter2 ok", "none": "password hunter2"}),
+    );
+    assert_eq!(out["eq"], "db password=[REDACTED:secret] ok");
+    assert_eq!(out["colon"], "db password: [REDACTED:secret] ok");
+    assert_eq!(out["none"], "password hunter2");
+}
+
+#[test]
 fn private_key_blocks() {
     let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAs9\nq83Z==\n-----END RSA PRIVATE KEY-----";
     let out = meta(json!({}), json!({"file": format!("id_rsa:\n{pem}\n# end"), "pem": pem}));
