@@ -4,8 +4,9 @@
 //! replaced per the config, then every value in `metadata`. [`RedactPlugin`] exports it as a
 //! Wasm `transform` stage. The pieces live in their own modules: `config` (parsing and
 //! checking the stage config), `detectors` (the pattern detectors), `secrets` (secrets found
-//! by key name), `actions` (mask, hash, drop), `metadata` (the pass over the metadata JSON)
-//! and `scratch` (buffers reused across a batch). See README.md for the config reference.
+//! by key name), `actions` (mask, hash, drop), `metadata` (the pass over the metadata JSON),
+//! `scratch` (buffers reused across a batch) and `swar` (word-at-a-time byte searches). See
+//! README.md for the config reference.
 
 mod actions;
 mod config;
@@ -13,6 +14,7 @@ mod detectors;
 mod metadata;
 mod scratch;
 mod secrets;
+mod swar;
 
 use auditflow_sdk::{Config, Event, Outcome, Transform, fields};
 

@@ -475,18 +475,7 @@ impl<'a> Pass<'a, '_> {
         self.pos += 1;
         let start = self.pos;
         // Fast path: find the end of a string without escapes.
-        const STOP: [bool; 256] = {
-            let mut t = [false; 256];
-            let mut b = 0;
-            while b < 0x20 {
-                t[b] = true;
-                b += 1;
-            }
-            t[b'"' as usize] = true;
-            t[b'\\' as usize] = true;
-            t
-        };
-        match self.s[start..].iter().position(|&b| STOP[usize::from(b)]) {
+        match crate::swar::json_stop(&self.s[start..]) {
             Some(k) => self.pos = start + k,
             None => {
                 self.pos = self.s.len();
