@@ -9,9 +9,11 @@
 //! the literal prefixes of the token formats (`AKIA`, `ghp_`, `eyJ`, `-----BEGIN`, …) are only
 //! looked for at word starts whose first two bytes begin some prefix. Hand-written loops also
 //! keep Wasm close to native speed: the SIMD that regex and Aho-Corasick searches use natively
-//! is not available to a wasm32 build. Each scanner is kept out of line (`#[inline(never)]`):
-//! one function holding all of them compiled slightly worse under Cranelift, and separate
-//! functions show up by name in profiles.
+//! is not available to a wasm32 build, and the searches that skip ahead to the next digit step
+//! eight bytes at a time (`crate::swar`), since in Wasm every loop iteration also pays an
+//! epoch check. Each scanner is kept out of line (`#[inline(never)]`): one function holding
+//! all of them compiled slightly worse under Cranelift, and separate functions show up by name
+//! in profiles.
 
 mod email;
 mod numbers;

@@ -3,11 +3,66 @@
 //! Cranelift keeps fewer loop variables in registers than LLVM, so wide steps gain more there
 //! than natively (docs/BENCHMARKS.md, "Where the Wasm time goes").
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The first `u64` word of `s` from `at` on, little-endian, if eight bytes remain.
+#[inline]
+fn word(s: &[u8], at: usize) -> Option<u64> {
+    let w = s.get(at..at + 8)?;
+    Some(u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
+}
+
+/// High bit set in every byte of `x` that is an ASCII digit. Exact per byte: bytes >= 0x80 are
+/// masked out and the rest compared as 7-bit values, so no addition carries into the next byte.
+#[inline]
+fn digits(x: u64) -> u64 {
+    let y = x & !HI;
+    // `y + 0x50` has its high bit set iff y >= b'0', `y + 0x46` iff y > b'9'.
+    (y + LO * 0x50) & !(y + LO * 0x46) & !x & HI
+}
+
+/// High bit set in every byte of `x` equal to the ASCII byte `c` (exact per byte).
+#[inline]
+fn equal(x: u64, c: u8) -> u64 {
+    let z = x ^ (LO * u64::from(c));
+    // On the low seven bits, `+ 0x7f` sets the high bit iff they are not all zero; the high
+    // bit of `z` itself must be clear too.
+    !((z & !HI) + LO * 0x7f) & !z & HI
+}
+
+/// Index of the first byte of `s` for which `mask` sets the high bit (mask must be exact per
+/// byte), or of the first byte of the tail matching `byte`.
+#[inline]
+fn first(s: &[u8], mask: impl Fn(u64) -> u64, byte: impl Fn(u8) -> bool) -> Option<usize> {
+    let mut at = 0;
+    while let Some(x) = word(s, at) {
+        let m = mask(x);
+        if m != 0 {
+            return Some(at + (m.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    s[at..].iter().position(|&b| byte(b)).map(|k| at + k)
+}
+
+/// The first ASCII digit in `s`.
+pub fn first_digit(s: &[u8]) -> Option<usize> {
+    first(s, digits, |b| b.is_ascii_digit())
+}
+
+/// The first ASCII digit, `+` or `(` in `s`: where a phone number may start.
+pub fn first_phone_start(s: &[u8]) -> Option<usize> {
+    first(
+        s,
+        |x| digits(x) | equal(x, b'+') | equal(x, b'('),
+        |b| b.is_ascii_digit() || b == b'+' || b == b'(',
+    )
+}
+
 /// The first byte in `s` that ends the plain run of a JSON string: `"`, `\\` or a control
 /// character (the bytes a JSON string must escape). Eight bytes per step, the tail one by one.
 pub fn json_stop(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
     // High bit set in the lowest byte of `x` below `n` (n <= 0x80) and possibly in bytes above
     // it (borrows), never below: the lowest set bit is exact.
     fn below(x: u64, n: u8) -> u64 {
@@ -47,5 +102,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `fast` agrees with `slow` for every byte value at every position of two words plus a
+    /// tail, over fills next to the boundaries the masks test.
+    fn agrees(fast: impl Fn(&[u8]) -> Option<usize>, slow: impl Fn(u8) -> bool) {
+        for byte in 0..=255u8 {
+            for at in 0..19 {
+                for fill in [
+                    b'a', b'z', b'A', b'Z', b'0', b'9', b'/', b':', b'@', b'[', b'`', b'{', b'*', b',', b')', 0x80,
+                    0xa8, 0xab, 0xb0, 0xc1, 0xfa, 0xff,
+                ] {
+                    let mut s = vec![fill; 19];
+                    s[at] = byte;
+                    assert_eq!(fast(&s), s.iter().position(|&b| slow(b)), "{s:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn first_digit_agrees_with_a_byte_loop() {
+        agrees(first_digit, |b| b.is_ascii_digit());
+    }
+
+    #[test]
+    fn first_phone_start_agrees_with_a_byte_loop() {
+        agrees(first_phone_start, |b| b.is_ascii_digit() || b == b'+' || b == b'(');
     }
 }

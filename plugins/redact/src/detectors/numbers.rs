@@ -35,15 +35,16 @@ fn clean_right(s: &[u8], j: usize) -> bool {
     }
 }
 
-/// Start positions of the digit runs in `s` from `from` on.
+/// The start of the first digit run in `s` that begins at or after `i`.
 fn next_run_start(s: &[u8], mut i: usize) -> Option<usize> {
-    while i < s.len() {
-        if is_digit(s[i]) && (i == 0 || !is_digit(s[i - 1])) {
-            return Some(i);
+    loop {
+        let d = i + crate::swar::first_digit(s.get(i..)?)?;
+        if d == 0 || !is_digit(s[d - 1]) {
+            return Some(d);
         }
-        i += 1;
+        // Inside a run that began before `i`: skip the rest of it.
+        i = digit_run(s, d);
     }
-    None
 }
 
 #[inline(never)]
@@ -237,14 +238,16 @@ pub(super) fn scan_cards(s: &[u8], hits: &mut Vec<Hit>) {
 #[inline(never)]
 pub(super) fn scan_phones(s: &[u8], hits: &mut Vec<Hit>) {
     let mut i = 0;
-    while i < s.len() {
+    while let Some(k) = s.get(i..).and_then(crate::swar::first_phone_start) {
+        i += k;
         let b = s[i];
         let starts = match b {
             b'+' | b'(' => s.get(i + 1).is_some_and(|&d| is_digit(d)),
             _ => is_digit(b) && (i == 0 || !is_digit(s[i - 1])),
         };
         if !starts {
-            i += 1;
+            // Past a `+` or `(`, or past the rest of a digit run that began earlier.
+            i = if is_digit(b) { digit_run(s, i) } else { i + 1 };
             continue;
         }
         let c = Cluster::parse(s, i, b" -.", true);
