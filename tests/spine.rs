@@ -355,6 +355,32 @@ fn validate_names_the_bad_key_or_missing_file() {
     assert!(out.contains("redact → enrich"), "{out}");
 }
 
+/// `AUDITFLOW_WASM_PROFILER=perfmap` (docs/PLUGINS.md, "Profiling a plugin") makes any command
+/// write the perf map that lets `perf` name plugin functions; without it nothing is written.
+#[test]
+fn wasm_profiler_writes_a_perf_map_naming_plugin_functions() {
+    let quickstart = workspace().join("examples/quickstart.toml");
+    let run = |profiler: Option<&str>| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["validate", "--config", quickstart.to_str().unwrap()])
+            .env("AUDITFLOW_TOKEN", TOKEN)
+            .env_remove("AUDITFLOW_WASM_PROFILER")
+            .stdout(std::process::Stdio::null());
+        if let Some(value) = profiler {
+            cmd.env("AUDITFLOW_WASM_PROFILER", value);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+        assert!(child.wait().unwrap().success());
+        let text = std::fs::read_to_string(&map).ok();
+        let _ = std::fs::remove_file(&map);
+        text
+    };
+    let map = run(Some("perfmap")).expect("a perf map is written");
+    assert!(map.contains("redact::Redactor"), "{}", &map[..map.len().min(500)]);
+    assert!(run(None).is_none());
+}
+
 /// `auditflow plugin test` shows what a stage changes.
 #[test]
 fn plugin_test_prints_a_before_after_diff() {
