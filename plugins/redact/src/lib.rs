@@ -42,8 +42,9 @@ pub struct Redactor {
     secrets: SecretKeys,
     actions: [Action; Detector::COUNT],
     hasher: Hasher,
-    /// Typed fields with something to do, by their config name.
-    typed: Vec<(&'static str, TypedPlan)>,
+    /// Typed fields with something to do, by their index in `fields::TEXT_FIELDS` (resolved
+    /// once here, not matched by name on every event).
+    typed: Vec<(usize, TypedPlan)>,
     meta: MetaRules,
 }
 
@@ -53,10 +54,11 @@ impl Redactor {
         let settings = config::parse(config)?;
         let typed = fields::TEXT_FIELDS
             .iter()
-            .filter_map(|&name| match settings.fields.get(name) {
+            .enumerate()
+            .filter_map(|(index, &name)| match settings.fields.get(name) {
                 Some(FieldRule::Allow) => None,
-                Some(FieldRule::Redact(action)) => Some((name, TypedPlan::Whole(*action))),
-                None => settings.scan_fields.contains(&name).then_some((name, TypedPlan::Scan)),
+                Some(FieldRule::Redact(action)) => Some((index, TypedPlan::Whole(*action))),
+                None => settings.scan_fields.contains(&name).then_some((index, TypedPlan::Scan)),
             })
             .collect();
         Ok(Redactor {
@@ -76,10 +78,8 @@ impl Redactor {
     }
 
     fn redact_with(&self, event: &mut Event, scratch: &mut Scratch) -> Result<(), String> {
-        for &(name, plan) in &self.typed {
-            let Some(field) = fields::text_field_mut(event, name) else {
-                continue;
-            };
+        for &(index, plan) in &self.typed {
+            let field = fields::text_field_at_mut(event, index);
             let Some(value) = field.as_deref() else {
                 continue;
             };
