@@ -31,8 +31,9 @@ fn equal(x: u64, c: u8) -> u64 {
     !((z & !HI) + LO * 0x7f) & !z & HI
 }
 
-/// Index of the first byte of `s` for which `mask` sets the high bit (mask must be exact per
-/// byte), or of the first byte of the tail matching `byte`.
+/// Index of the first byte of `s` for which `mask` sets the high bit, or of the first byte of
+/// the tail matching `byte`. Only the lowest set bit of a mask is used, so it must be exact;
+/// bits above it may be spurious (borrows).
 #[inline]
 fn first(s: &[u8], mask: impl Fn(u64) -> u64, byte: impl Fn(u8) -> bool) -> Option<usize> {
     let mut at = 0;
@@ -61,25 +62,18 @@ pub fn first_phone_start(s: &[u8]) -> Option<usize> {
 }
 
 /// The first byte in `s` that ends the plain run of a JSON string: `"`, `\\` or a control
-/// character (the bytes a JSON string must escape). Eight bytes per step, the tail one by one.
+/// character (the bytes a JSON string must escape).
 pub fn json_stop(s: &[u8]) -> Option<usize> {
     // High bit set in the lowest byte of `x` below `n` (n <= 0x80) and possibly in bytes above
     // it (borrows), never below: the lowest set bit is exact.
     fn below(x: u64, n: u8) -> u64 {
         x.wrapping_sub(LO * u64::from(n)) & !x & HI
     }
-    let is_stop = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
-    let mut words = s.chunks_exact(8);
-    let mut at = 0;
-    for word in &mut words {
-        let x = u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
-        let m = below(x ^ (LO * u64::from(b'"')), 1) | below(x ^ (LO * u64::from(b'\\')), 1) | below(x, 0x20);
-        if m != 0 {
-            return Some(at + (m.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    words.remainder().iter().position(|&b| is_stop(b)).map(|k| at + k)
+    first(
+        s,
+        |x| below(x ^ (LO * u64::from(b'"')), 1) | below(x ^ (LO * u64::from(b'\\')), 1) | below(x, 0x20),
+        |b| b == b'"' || b == b'\\' || b < 0x20,
+    )
 }
 
 #[cfg(test)]
