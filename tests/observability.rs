@@ -379,14 +379,7 @@ async fn metrics_doc_lists_exactly_the_emitted_families() {
     let server = TestServer::start(&pipeline_config(METRICS_PROBE_SINK));
     post_dev_load(&server).await;
     post_auth_failures(&server).await;
-    let text = http()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     let (emitted, label_values) = scrape_families(&text);
     let documented = doc_table("emitted");
     let planned = doc_table("planned");

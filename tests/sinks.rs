@@ -156,14 +156,7 @@ impl Auditflow {
     }
 
     async fn metrics(&self) -> String {
-        http()
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        get_text(&self.url("/metrics")).await
     }
 
     /// Run the CLI against this server's config.

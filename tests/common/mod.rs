@@ -67,14 +67,7 @@ impl TestServer {
 
     /// The text of `GET /metrics`.
     pub async fn metrics(&self) -> String {
-        http()
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        get_text(&self.url("/metrics")).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -160,6 +153,11 @@ pub fn cli(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The body of `GET url`, as text.
+pub async fn get_text(url: &str) -> String {
+    http().get(url).send().await.unwrap().text().await.unwrap()
 }
 
 /// Gzip bytes.
