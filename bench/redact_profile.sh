@@ -5,7 +5,7 @@
 # host lowering and lifting the batch; for native: cloning and dropping the events).
 #
 #   bench/redact_profile.sh            # cases: native wasm wasm_no_epoch
-#   bench/redact_profile.sh native wasm_passthrough
+#   bench/redact_profile.sh native wasm wasm_passthrough wasm_inbound_only   # + lower bounds
 #
 # Needs `perf` (Debian: linux-perf). Per-case times come from a criterion run of the same
 # binary right after the profiles, so shares and times are from one build on one machine.
@@ -80,6 +80,16 @@ if "native" in code_us:
     for case in cases:
         if case != "native" and code_us.get(case):
             print(f"redaction code, {case} / native: {code_us[case] / code_us['native']:.2f}x")
+    # A lower bound on wasm / native: the boundary (a plugin that does nothing) plus guest
+    # redaction code no faster than the native build's. `wasm_passthrough` lifts every event
+    # back (contract 1.0's keep(event)); `wasm_inbound_only` lifts nothing back (the floor of
+    # a contract with per-field patch outcomes, when no event changes).
+    native = times.get("native")
+    for floor in ("wasm_passthrough", "wasm_inbound_only"):
+        if native and floor in times:
+            bound = (times[floor] + code_us["native"]) / native
+            print(f"lower bound on wasm / native via {floor}: "
+                  f"({times[floor]:.0f} + {code_us['native']:.0f}) / {native:.0f} = {bound:.2f}x")
     # The hottest redaction functions, each next to its native twin.
     for case in cases:
         if case == "native" or not funcs.get(case):

@@ -3,6 +3,10 @@
 //! batch of 256 dev-set events, in one run. `wasm_passthrough` is the floor under the Wasm
 //! figure: a plugin that keeps every event unchanged (tests/plugins/drop-marker), i.e. what
 //! moving the batch across the boundary and back costs under the current contract.
+//! `wasm_inbound_only` runs that plugin on the same batch with every event marked `drop_me`,
+//! so every outcome is a bare `drop` and nothing is lifted back: what moving the batch *in*
+//! costs, i.e. the floor of any contract that still lowers every typed field (a contract with
+//! per-field patch outcomes, say) when no event is changed.
 //! `native_mask`/`wasm_mask` mask the actor instead of hashing it, to show what the keyed
 //! HMAC-SHA256 costs on each side. `wasm_no_epoch` runs the same Wasm redactor on an engine
 //! without epoch checks: what the sandbox's interruptibility costs. It is a measurement only;
@@ -50,6 +54,16 @@ fn redact(c: &mut Criterion) {
     let events = dev_events(BATCH);
     let wit: Vec<_> = events.iter().map(to_wit).collect();
     let sdk: Vec<_> = wit.iter().map(to_sdk).collect();
+    // Same batch, every event marked for the passthrough plugin to drop ("drop_me" is 4 bytes
+    // shorter than the dev set's "tool_invoke"; one short string of ~12 per event).
+    let marked: Vec<_> = wit
+        .iter()
+        .cloned()
+        .map(|mut e| {
+            e.event_type = "drop_me".into();
+            e
+        })
+        .collect();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -75,6 +89,9 @@ fn redact(c: &mut Criterion) {
     group.bench_function("wasm", |b| b.to_async(&rt).iter(|| wasm.process(&wit)));
     group.bench_function("wasm_passthrough", |b| {
         b.to_async(&rt).iter(|| passthrough.process(&wit))
+    });
+    group.bench_function("wasm_inbound_only", |b| {
+        b.to_async(&rt).iter(|| passthrough.process(&marked))
     });
     group.bench_function("native_mask", |b| b.iter(|| native_mask.redact_batch(sdk.clone())));
     group.bench_function("wasm_mask", |b| b.to_async(&rt).iter(|| wasm_mask.process(&wit)));
