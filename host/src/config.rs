@@ -686,7 +686,7 @@ impl Config {
             let message = e.into_inner().message().to_owned();
             (key, message)
         })?;
-        config.check().map_err(|(k, m)| (k, m))?;
+        config.check()?;
         Ok(config)
     }
 

@@ -82,10 +82,8 @@ impl TestServer {
         let deadline = Instant::now() + Duration::from_secs(60);
         let url = self.url("/health");
         while Instant::now() < deadline {
-            if let Ok(resp) = probe::blocking_get(&url) {
-                if resp == 200 {
-                    return;
-                }
+            if let Ok(200) = probe::blocking_get(&url) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

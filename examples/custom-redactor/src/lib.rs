@@ -12,11 +12,8 @@ fn mask(text: &str) -> String {
     while let Some(at) = rest.find("EMP-") {
         let digits = rest[at + 4..].bytes().take_while(u8::is_ascii_digit).count();
         out.push_str(&rest[..at]);
-        out.push_str(
-            (digits == 6)
-                .then_some("[REDACTED:employee_id]")
-                .unwrap_or(&rest[at..at + 4 + digits]),
-        );
+        let id = &rest[at..at + 4 + digits];
+        out.push_str(if digits == 6 { "[REDACTED:employee_id]" } else { id });
         rest = &rest[at + 4 + digits..];
     }
     out + rest

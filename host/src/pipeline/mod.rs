@@ -339,6 +339,9 @@ struct Failure {
     plugin_reported: bool,
 }
 
+// `Keep` is the common case, one per event; boxing it would add an allocation per event to
+// save stack space in a short-lived vector.
+#[allow(clippy::large_enum_variant)]
 enum EventResult {
     Keep(WitEvent),
     Drop,
