@@ -88,7 +88,7 @@ const STAGES: [&str; 3] = ["redact", "enrich", "drop-marker"];
 /// The dev set as NDJSON lines; every 20th event marked `drop_me`, every 100th (offset 50)
 /// `fail_me`.
 fn marked_dev_lines() -> Vec<String> {
-    read(&shared_data("events-dev.ndjson"))
+    dev_data("events-dev.ndjson")
         .lines()
         .enumerate()
         .map(|(i, line)| {
@@ -228,6 +228,7 @@ fn start_with_args(config: &str, global_args: &[&str]) -> TestServer {
         dir,
         config_path,
         log_path,
+        scheme: "http",
     };
     wait_for(Duration::from_secs(60), || {
         std::net::TcpStream::connect(&server.addr).is_ok()

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -41,26 +41,6 @@ fn events(n: usize, tag: &str) -> Vec<Value> {
     (0..n)
         .map(|i| json!({"event_type": tag, "timestamp": "2026-11-01T00:00:00Z", "actor": {"type": "user", "id": format!("u{i}@example.com")}}))
         .collect()
-}
-
-fn signal(server: &TestServer, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args(["-s", sig, &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-async fn wait_for_log(server: &TestServer, needle: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.log().matches(needle).count() < count {
-        assert!(
-            Instant::now() < deadline,
-            "log never showed {needle:?}:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Post batches until `stop` is set; every acknowledged event id goes into `acked`.
@@ -108,8 +88,8 @@ async fn sighup_swaps_the_pipeline_under_load_without_losing_events() {
 
     // Swap in a config that masks the actor instead of hashing it.
     std::fs::write(&server.config_path, config("mask")).unwrap();
-    signal(&server, "HUP");
-    wait_for_log(&server, "reload: new pipeline in service", 1).await;
+    server.signal("HUP");
+    server.wait_for_log("reload: new pipeline in service", 1).await;
     let resp = http()
         .post(server.url("/v1/events"))
         .bearer_auth(TOKEN)
@@ -121,8 +101,8 @@ async fn sighup_swaps_the_pipeline_under_load_without_losing_events() {
 
     // An invalid config is refused and logged; the last good pipeline keeps serving.
     std::fs::write(&server.config_path, config("mask").replace("fields =", "feilds =")).unwrap();
-    signal(&server, "HUP");
-    wait_for_log(&server, "reload refused", 1).await;
+    server.signal("HUP");
+    server.wait_for_log("reload refused", 1).await;
     let resp = http()
         .post(server.url("/v1/events"))
         .bearer_auth(TOKEN)
@@ -210,7 +190,7 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
         .map(|_| tokio::spawn(steady_load(server.url("/v1/events"), stop.clone(), acked.clone())))
         .collect();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    signal(&server, "TERM");
+    server.signal("TERM");
     let status = tokio::task::spawn_blocking(move || {
         let s = server.child.wait().unwrap();
         (s, server)

@@ -126,15 +126,6 @@ async fn each_hostile_plugin_only_costs_its_poison_event() {
     }
 }
 
-/// Sum of the samples of `family` whose labels include all of `labels`.
-fn sample(metrics: &str, family: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{family}{{")) && labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// A redaction stage that traps never lets the unredacted event reach the store: with
 /// `reject` the request fails and nothing from it is stored; with `drop` only the poison
 /// event is lost and what is stored is redacted.

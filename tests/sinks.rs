@@ -255,17 +255,12 @@ fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
 // 10 000 events, every sink, the vendors' formats
 
 fn dev_lines() -> Vec<String> {
-    std::fs::read_to_string(shared_data("events-dev.ndjson"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    dev_data("events-dev.ndjson").lines().map(str::to_owned).collect()
 }
 
 /// Labeled PII per dev-set event id.
 fn dev_pii() -> HashMap<String, Vec<String>> {
-    std::fs::read_to_string(shared_data("labels-dev.ndjson"))
-        .unwrap()
+    dev_data("labels-dev.ndjson")
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();

@@ -23,11 +23,7 @@ async fn post(server: &TestServer, body: Vec<u8>, content_type: &str) -> (u16, V
 }
 
 fn dev_lines() -> Vec<String> {
-    std::fs::read_to_string(shared_data("events-dev.ndjson"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    dev_data("events-dev.ndjson").lines().map(str::to_owned).collect()
 }
 
 /// Posting the whole dev set stores every event with no labeled PII left anywhere, keeps the
@@ -48,7 +44,7 @@ async fn dev_set_is_stored_redacted_and_resend_is_idempotent() {
     assert_eq!(rows.len(), 5000);
 
     // No labeled PII value appears anywhere in any stored row; decoys survive.
-    let labels = std::fs::read_to_string(shared_data("labels-dev.ndjson")).unwrap();
+    let labels = dev_data("labels-dev.ndjson");
     let by_id: HashMap<String, String> = rows
         .iter()
         .map(|r| (r["event_id"].as_str().unwrap().to_owned(), r.to_string()))
@@ -401,4 +397,29 @@ fn plugin_test_prints_a_before_after_diff() {
     assert!(out.contains("+ actor.id: \"[HASH:"), "{out}");
     assert!(out.contains("[REDACTED:ssn]"), "{out}");
     assert!(out.contains("21 events"), "{out}");
+}
+
+/// The dev set in tests/data is exactly what its generator makes (tests/data/README.md), so the
+/// data and the script that documents it cannot drift apart.
+#[test]
+fn dev_set_files_are_what_the_generator_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, labels) = (dir.path().join("events.ndjson"), dir.path().join("labels.ndjson"));
+    let status = std::process::Command::new("python3")
+        .arg(workspace().join("tests/data/gen_events.py"))
+        .args(["--seed", "1", "--count", "5000", "--out"])
+        .arg(&events)
+        .arg("--labels")
+        .arg(&labels)
+        .status()
+        .expect("python3 runs the generator");
+    assert!(status.success());
+    assert!(
+        std::fs::read_to_string(&events).unwrap() == dev_data("events-dev.ndjson"),
+        "events differ"
+    );
+    assert!(
+        std::fs::read_to_string(&labels).unwrap() == dev_data("labels-dev.ndjson"),
+        "labels differ"
+    );
 }

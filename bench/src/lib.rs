@@ -3,7 +3,8 @@
 
 pub mod synth;
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use auditflow::config::Limits;
 use auditflow::event::Event;
@@ -21,16 +22,27 @@ pub fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
     sorted_us[i.min(sorted_us.len() - 1)] as f64 / 1000.0
 }
 
-/// `../shared/data/<name>` beside the checkout.
-pub fn shared_data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(name)
+/// The labeled dev set in the repository (`tests/data/events-dev.ndjson.gz`).
+pub fn dev_set() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/events-dev.ndjson.gz")
+}
+
+/// The text of an NDJSON file, gunzipped when its name ends in `.gz`.
+pub fn read_ndjson(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if path.extension().is_none_or(|x| x != "gz") {
+        return String::from_utf8(bytes).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .map_err(|e| format!("gunzipping {}: {e}", path.display()))?;
+    Ok(text)
 }
 
 /// The first `n` events of the dev set, parsed exactly as ingest parses them.
 pub fn dev_events(n: usize) -> Vec<Event> {
-    let text = std::fs::read_to_string(shared_data("events-dev.ndjson")).expect("dev set");
+    let text = read_ndjson(&dev_set()).expect("dev set");
     let body: String = text.lines().take(n).collect::<Vec<_>>().join("\n");
     let limits = Limits {
         max_events: usize::MAX,

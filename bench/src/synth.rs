@@ -34,7 +34,7 @@ impl std::str::FromStr for IdKind {
 
 /// `n` NDJSON lines made from the events in `dev_set` (one JSON object per line).
 pub fn synth_lines(dev_set: &Path, n: usize, ids: IdKind) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(dev_set).map_err(|e| format!("reading {}: {e}", dev_set.display()))?;
+    let text = crate::read_ndjson(dev_set)?;
     let templates: Vec<Value> = text
         .lines()
         .filter(|l| !l.trim().is_empty())

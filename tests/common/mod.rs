@@ -11,14 +11,22 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_auditflow");
 pub const TOKEN: &str = "e2e-test-token";
 
-/// Root of the workspace (for examples/ and ../shared).
+/// Root of the workspace (for examples/ and tests/data).
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
-/// `../shared/data/<name>` next to the checkout.
-pub fn shared_data(name: &str) -> PathBuf {
-    workspace().join("../shared/data").join(name)
+/// The text of `tests/data/<name>.gz` (the labeled dev set: `events-dev.ndjson`,
+/// `labels-dev.ndjson`; see tests/data/README.md).
+pub fn dev_data(name: &str) -> String {
+    use std::io::Read;
+    let path = workspace().join("tests/data").join(format!("{name}.gz"));
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text
 }
 
 pub fn free_port() -> u16 {
@@ -36,6 +44,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    /// `http`, or `https` for a server started with [`TestServer::start_https_in`].
+    pub scheme: &'static str,
 }
 
 impl TestServer {
@@ -47,6 +57,32 @@ impl TestServer {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> TestServer {
+        let server = Self::spawn_in(dir, config);
+        server.wait_healthy();
+        server
+    }
+
+    /// Start a server whose listener speaks HTTPS (`[server.tls]`): ready once it logs that it
+    /// listens. `url()` then gives `https://localhost:PORT…`.
+    pub fn start_https_in(dir: tempfile::TempDir, config: &str) -> TestServer {
+        let mut server = Self::spawn_in(dir, config);
+        server.scheme = "https";
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !server.log().contains("auditflow listening") {
+            assert!(
+                Instant::now() < deadline,
+                "server did not start; log:\n{}",
+                server.log()
+            );
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("server exited with {status}; log:\n{}", server.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn spawn_in(dir: tempfile::TempDir, config: &str) -> TestServer {
         let config_path = dir.path().join("auditflow.toml");
         let text = config.replace("{{WORKSPACE}}", &workspace().display().to_string());
         std::fs::write(&config_path, text).unwrap();
@@ -54,15 +90,14 @@ impl TestServer {
         let addr = format!("127.0.0.1:{port}");
         let log_path = dir.path().join("server.log");
         let child = spawn_server(&config_path, &addr, &log_path);
-        let server = TestServer {
+        TestServer {
             child,
             addr,
             dir,
             config_path,
             log_path,
-        };
-        server.wait_healthy();
-        server
+            scheme: "http",
+        }
     }
 
     /// The text of `GET /metrics`.
@@ -71,7 +106,33 @@ impl TestServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        match self.scheme {
+            // Certificates name `localhost`; the port is the listener's.
+            "https" => format!("https://{}{path}", self.addr.replace("127.0.0.1", "localhost")),
+            _ => format!("http://{}{path}", self.addr),
+        }
+    }
+
+    /// Send signal `sig` (`HUP`, `TERM`, …) to the server.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Wait until the log shows `needle` `count` times.
+    pub async fn wait_for_log(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.log().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "log never showed {needle:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn log(&self) -> String {
@@ -156,6 +217,16 @@ pub fn cli(args: &[&str]) -> (bool, String, String) {
 /// The body of `GET url`, as text.
 pub async fn get_text(url: &str) -> String {
     http().get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// Sum of the samples of `family` in Prometheus text whose labels include all of `labels`
+/// (each written as in the text, e.g. `reason="limit"`).
+pub fn sample(metrics: &str, family: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Gzip bytes.

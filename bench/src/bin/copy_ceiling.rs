@@ -38,7 +38,7 @@ struct Args {
     /// Rows per COPY transaction (auditflow's `storage.max_batch_events` defaults to 5000).
     #[arg(long, default_value_t = 5_000)]
     batch: usize,
-    #[arg(long, default_value_os_t = auditflow_bench::shared_data("events-dev.ndjson"))]
+    #[arg(long, default_value_os_t = auditflow_bench::dev_set())]
     input: PathBuf,
     #[arg(long)]
     json: bool,

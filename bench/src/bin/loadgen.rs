@@ -39,8 +39,8 @@ struct Args {
     /// Concurrent connections (each sends its next request when the previous one is acked).
     #[arg(long, default_value_t = 8)]
     connections: usize,
-    /// NDJSON file the events are synthesized from.
-    #[arg(long, default_value_os_t = auditflow_bench::shared_data("events-dev.ndjson"))]
+    /// NDJSON file (gzipped if it ends in `.gz`) the events are synthesized from.
+    #[arg(long, default_value_os_t = auditflow_bench::dev_set())]
     input: PathBuf,
     /// Print one JSON object instead of text.
     #[arg(long)]

@@ -103,12 +103,8 @@ async fn main() -> Result<()> {
 
     let phases = args.rounds * 2;
     let requests = (args.rate as u64 * args.seconds * (phases as u64 + 1)) as usize + 16;
-    let lines = synth_lines(
-        &auditflow_bench::shared_data("events-dev.ndjson"),
-        requests * args.batch,
-        IdKind::Random,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let lines =
+        synth_lines(&auditflow_bench::dev_set(), requests * args.batch, IdKind::Random).map_err(anyhow::Error::msg)?;
     let bodies: Vec<Bytes> = lines.chunks(args.batch).map(|c| Bytes::from(c.join("\n"))).collect();
     drop(lines);
     let samples = Arc::new(Mutex::new(Samples::default()));

@@ -2,7 +2,7 @@
 //! [`Decision`] (retry, split, dead-letter, done or stop), plus the backoff between retries.
 //!
 //! One `classify` function per sink ([`splunk_hec`], [`datadog_logs`], [`http`]), each a
-//! table over the vendor's documented status codes (../shared/reference/siem-protocols.md):
+//! table over the vendor's documented status codes (docs/reference/siem-protocols.md):
 //!
 //! | answer | decision | why |
 //! |---|---|---|

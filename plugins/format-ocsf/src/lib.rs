@@ -3,7 +3,7 @@
 //! the body of any sink: one NDJSON line for `http`, one log item for `datadog_logs` (it
 //! carries OCSF's `message`), or, with `wrap = "splunk_hec"`, the `event` of an HEC envelope.
 //!
-//! Mapping (see ../shared/reference/siem-protocols.md, "Standards mapping"):
+//! Mapping (see docs/reference/siem-protocols.md, "Standards mapping"):
 //!
 //! | auditflow | OCSF 6003 |
 //! |---|---|

@@ -8,8 +8,8 @@ use auditflow_sdk::{Event, Outcome};
 use redact::Redactor;
 use serde_json::{Value, json};
 
-const EVENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/events-dev.ndjson");
-const LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/labels-dev.ndjson");
+const EVENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/events-dev.ndjson.gz");
+const LABELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/labels-dev.ndjson.gz");
 
 fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
@@ -82,7 +82,12 @@ fn haystacks(e: &Event) -> Vec<String> {
 }
 
 fn read_lines(path: &str) -> Vec<Value> {
-    let data = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    use std::io::Read;
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let mut data = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut data)
+        .unwrap_or_else(|e| panic!("gunzip {path}: {e}"));
     data.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("ndjson line"))
