@@ -11,6 +11,7 @@
 //! - [`sink`]: SIEM forwarding (Splunk HEC, Datadog Logs, HTTP) from the store as outbox,
 //!   each sink with its formatter plugin, durable cursor, retries, breaker and dead letters.
 //! - [`reload`]: hot reload of the pipeline (SIGHUP, `POST /admin/reload`).
+//! - [`shutdown`]: the one signal every long-running task stops on.
 //! - [`config`]: TOML → typed config; [`telemetry`]: logs, metrics (`/metrics`), traces and
 //!   the per-request layer; [`health`]: `/health`, `/health/ready`, `/health/detailed`.
 //!
@@ -24,6 +25,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod reload;
 pub mod server;
+pub mod shutdown;
 pub mod sink;
 pub mod store;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use crate::ingest::{self, IngestState, auth};
 use crate::pipeline::{BuildError, Pipeline, PipelineSlot};
 use crate::plugin::{PluginEngine, PluginError};
 use crate::reload::{self, Reloader};
+use crate::shutdown::Shutdown;
 use crate::sink::{SinkError, SinkSet};
 use crate::store::{self, GroupCommit, GroupCommitConfig, Store, StoreError};
 use crate::telemetry;
@@ -233,13 +234,13 @@ fn observed(config: &Config, router: Router, health: Arc<HealthState>) -> (Route
 }
 
 /// When `shutdown` resolves: mark the server draining (readiness 503), keep serving for
-/// `drain`, then tell the listeners to stop (the receiver turns `true`).
+/// `drain`, then tell the listeners to stop.
 fn drain_then_stop(
     shutdown: impl Future<Output = ()> + Send + 'static,
     draining: Arc<Draining>,
     drain: Duration,
-) -> tokio::sync::watch::Receiver<bool> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+) -> Shutdown {
+    let (trigger, stop) = Shutdown::new();
     tokio::spawn(async move {
         shutdown.await;
         draining.begin();
@@ -250,16 +251,16 @@ fn drain_then_stop(
             );
             tokio::time::sleep(drain).await;
         }
-        let _ = stop_tx.send(true);
-        // Keep the sender until every listener has seen the value.
-        stop_tx.closed().await;
+        trigger.fire();
+        // Keep the trigger until every listener has seen the signal.
+        trigger.closed().await;
     });
-    stop_rx
+    stop
 }
 
-/// Resolves once [`drain_then_stop`] says stop (or its task is gone).
-async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
+/// Resolves once [`drain_then_stop`] says stop.
+async fn stopped(mut stop: Shutdown) {
+    stop.recv().await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use crate::shutdown::Shutdown;
 use uuid::Uuid;
 
 use super::Sink;
@@ -75,7 +75,7 @@ pub struct Delivery {
     pub breaker: Breaker,
     pub status: Arc<SinkStatus>,
     pub metrics: Arc<SinkMetrics>,
-    pub stop: watch::Receiver<bool>,
+    pub shutdown: Shutdown,
 }
 
 enum AckResult {
@@ -306,12 +306,10 @@ impl Delivery {
 
     /// Sleep, or halt when shutdown begins.
     async fn sleep(&mut self, d: Duration) -> Result<(), Halt> {
-        if *self.stop.borrow() {
-            return Err(Halt::Shutdown);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(d) => Ok(()),
-            _ = self.stop.wait_for(|s| *s) => Err(Halt::Shutdown),
+        if self.shutdown.sleep(d).await {
+            Ok(())
+        } else {
+            Err(Halt::Shutdown)
         }
     }
 }

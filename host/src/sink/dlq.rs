@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use crate::shutdown::Shutdown;
 
 use super::breaker::Breaker;
 use super::delivery::{Delivery, Doc};
@@ -107,8 +107,6 @@ pub async fn replay(
         }
 
         let status = Arc::new(SinkStatus::new(&sc.name, sc.kind));
-        // Never signalled: a replay runs to its end or its attempt limit.
-        let (_stop_tx, stop) = watch::channel(false);
         let mut policy = delivery_policy(sc, sink.as_ref());
         policy.max_attempts = Some(REPLAY_ATTEMPTS);
         let mut delivery = Delivery {
@@ -117,7 +115,8 @@ pub async fn replay(
             breaker: Breaker::new(u32::MAX, std::time::Duration::ZERO),
             status,
             metrics: Arc::new(SinkMetrics::new(&sc.name)),
-            stop,
+            // A replay runs to its end or its attempt limit.
+            shutdown: Shutdown::never(),
         };
         for chunk in sendable.chunks(sc.max_events()) {
             let docs: Vec<Doc<'_>> = chunk

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use crate::shutdown::Shutdown;
 
 use super::Sink;
 use super::batch::{BatchLimits, Buffer, Pending};
@@ -58,7 +58,7 @@ pub struct SinkDriver {
     pub delivery: Delivery,
     pub status: Arc<SinkStatus>,
     pub metrics: Arc<SinkMetrics>,
-    pub stop: watch::Receiver<bool>,
+    pub shutdown: Shutdown,
 }
 
 impl SinkDriver {
@@ -117,7 +117,7 @@ impl SinkDriver {
             .max_wait
             .clamp(Duration::from_millis(10), Duration::from_millis(200));
         loop {
-            if *self.stop.borrow() {
+            if self.shutdown.is_shutdown() {
                 return Exit::Shutdown;
             }
             if last_lease_check.elapsed() >= LEASE_CHECK {
@@ -286,13 +286,7 @@ impl SinkDriver {
 
     /// Sleep; false when shutdown begins.
     async fn sleep(&mut self, d: Duration) -> bool {
-        if *self.stop.borrow() {
-            return false;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(d) => true,
-            _ = self.stop.wait_for(|s| *s) => false,
-        }
+        self.shutdown.sleep(d).await
     }
 }
 
@@ -338,7 +332,7 @@ pub async fn report_backlog(
     store: Arc<dyn Store>,
     status: Arc<SinkStatus>,
     metrics: Arc<SinkMetrics>,
-    mut stop: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     loop {
         let position = async { Ok::<_, StoreError>((store.sink_cursor(&name).await?, store.last_seq().await?)) }.await;
@@ -351,7 +345,7 @@ pub async fn report_backlog(
         }
         tokio::select! {
             _ = tokio::time::sleep(BACKLOG_REFRESH) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = shutdown.recv() => return,
         }
     }
 }

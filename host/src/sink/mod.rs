@@ -42,7 +42,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::Url;
 use reqwest::header::HeaderValue;
-use tokio::sync::watch;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, SinkCompression, SinkConfig, SinkKind};
@@ -241,7 +241,7 @@ impl SinkSet {
 
     /// Start one driver task per sink.
     pub fn start(self, store: Arc<dyn Store>) -> RunningSinks {
-        let (stop_tx, stop) = watch::channel(false);
+        let (trigger, shutdown) = Shutdown::new();
         let tasks: Vec<JoinHandle<()>> = self
             .sinks
             .into_iter()
@@ -254,7 +254,7 @@ impl SinkSet {
                     breaker: Breaker::new(b.config.breaker.failure_threshold, Duration::from_millis(b.config.breaker.open_ms)),
                     status: b.status.clone(),
                     metrics: metrics.clone(),
-                    stop: stop.clone(),
+                    shutdown: shutdown.clone(),
                 };
                 let driver = SinkDriver {
                     name: b.config.name.clone(),
@@ -269,20 +269,20 @@ impl SinkSet {
                     delivery,
                     status: b.status,
                     metrics,
-                    stop: stop.clone(),
+                    shutdown: shutdown.clone(),
                 };
                 tracing::info!(sink = %b.config.name, kind = b.config.kind.as_str(), formatter = b.config.formatter(), "sink starting");
-                let reporter = driver::report_backlog(b.config.name.clone(), store.clone(), driver.status.clone(), driver.metrics.clone(), stop.clone());
+                let reporter = driver::report_backlog(b.config.name.clone(), store.clone(), driver.status.clone(), driver.metrics.clone(), shutdown.clone());
                 [tokio::spawn(driver.run()), tokio::spawn(reporter)]
             })
             .collect();
-        RunningSinks { stop: stop_tx, tasks }
+        RunningSinks { trigger, tasks }
     }
 }
 
 /// The running sink drivers.
 pub struct RunningSinks {
-    stop: watch::Sender<bool>,
+    trigger: ShutdownTrigger,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -291,7 +291,7 @@ impl RunningSinks {
     /// finish; its batch is resent after the restart if its cursor was not stored). Drivers
     /// still running after `grace` are aborted.
     pub async fn shutdown(self, grace: Duration) {
-        let _ = self.stop.send(true);
+        self.trigger.fire();
         let deadline = tokio::time::Instant::now() + grace;
         for mut task in self.tasks {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {

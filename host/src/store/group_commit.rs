@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::FutureExt;
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{Appended, Store};
 use crate::event::Event;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::telemetry::metrics;
 
 /// Sizing of the writer's queue and groups.
@@ -101,8 +102,9 @@ struct Shared {
     /// One permit per event of queue space.
     space: Arc<Semaphore>,
     capacity: usize,
-    /// Set by [`GroupCommit::close`]: the writer stops taking requests and drains.
-    closing: watch::Sender<bool>,
+    /// Fired by [`GroupCommit::close`] (or dropped with the last handle): the writer stops
+    /// taking requests and drains.
+    closing: ShutdownTrigger,
 }
 
 /// One `commit` call waiting for the writer.
@@ -127,7 +129,7 @@ impl GroupCommit {
         // Every queued request holds at least one event's permit, so a channel with one slot
         // per event of capacity is never the limit: the semaphore is.
         let (tx, rx) = mpsc::channel(capacity);
-        let (closing, closing_rx) = watch::channel(false);
+        let (closing, closing_rx) = Shutdown::new();
         let shared = Arc::new(Shared {
             space: Arc::new(Semaphore::new(capacity)),
             capacity,
@@ -155,7 +157,7 @@ impl GroupCommit {
         if events.len() > self.shared.capacity {
             return Err(CommitError::TooLarge);
         }
-        if *self.shared.closing.borrow() {
+        if self.shared.closing.is_fired() {
             return Err(CommitError::ShuttingDown);
         }
         let n = u32::try_from(events.len()).map_err(|_| CommitError::TooLarge)?;
@@ -194,7 +196,7 @@ impl GroupCommit {
     /// the writer commits and answers everything already queued, then exits. Await the
     /// `JoinHandle` from [`start`](Self::start) to know the flush is done.
     pub fn close(self) {
-        self.shared.closing.send_replace(true);
+        self.shared.closing.fire();
     }
 }
 
@@ -202,7 +204,7 @@ impl GroupCommit {
 struct Writer {
     store: Arc<dyn Store>,
     requests: mpsc::Receiver<Request>,
-    closing: watch::Receiver<bool>,
+    closing: Shutdown,
     /// The channel has been closed for new requests; what is buffered still gets committed.
     closed: bool,
     max_batch: usize,
@@ -234,8 +236,8 @@ impl Writer {
             tokio::select! {
                 biased;
                 r = self.requests.recv() => return r,
-                // Err means every handle is gone, which is a close too.
-                _ = self.closing.wait_for(|c| *c) => {
+                // Every handle gone counts as a close too.
+                _ = self.closing.recv() => {
                     // No new sends from here on; recv still yields what is buffered.
                     self.requests.close();
                     self.closed = true;
