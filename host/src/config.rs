@@ -56,6 +56,19 @@ pub struct ServerConfig {
     /// listener stops accepting, so load balancers take the instance out of rotation first.
     /// In milliseconds. Default 0.
     pub shutdown_drain_ms: u64,
+    /// Serve HTTPS instead of plain HTTP (`[server.tls]`). Unset: plain HTTP, and a warning at
+    /// start when `listen` is not a loopback address.
+    pub tls: Option<TlsConfig>,
+    /// A new connection must complete its TLS handshake and send its first request head
+    /// within this time, and every later request head must arrive within it once started;
+    /// otherwise the connection is closed. In milliseconds. Default 10 000.
+    pub header_timeout_ms: u64,
+    /// A connection with no request in flight is closed this long after its last answer
+    /// (HTTP/1.1 keep-alive and HTTP/2 alike). In milliseconds. Default 60 000.
+    pub idle_timeout_ms: u64,
+    /// Most connections open at once on this listener; one more is closed at once (counted in
+    /// `auditflow_connections_closed_total{reason="limit"}`). Default 1024.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -64,8 +77,36 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             limits: Limits::default(),
             shutdown_drain_ms: 0,
+            tls: None,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
         }
     }
+}
+
+/// `[server.tls]` and `[telemetry.tls]`: HTTPS with rustls. TLS 1.2 and 1.3 only, HTTP/1.1 and
+/// HTTP/2 chosen by ALPN. The files are read at start and again on every reload (SIGHUP,
+/// `auditflow reload`), so certificates rotate without a restart: new connections get the new
+/// ones, open connections finish on the old. A reload whose files do not load is refused and the
+/// certificates in service stay.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file holding the server certificate followed by its intermediate CA certificates
+    /// (the full chain, leaf first), relative to the config file.
+    pub cert_file: PathBuf,
+    /// PEM file holding the certificate's private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key_file: PathBuf,
+    /// PEM file of the CA certificates that sign client certificates (mutual TLS). A client
+    /// certificate is then verified against them (chain and validity period) and can stand in
+    /// for a bearer token through `[[auth.clients]]`. Unset: no client certificate is asked for.
+    pub client_ca_file: Option<PathBuf>,
+    /// With `client_ca_file`: refuse every handshake that does not present a valid client
+    /// certificate. Default false: a client without a certificate may still use a bearer token
+    /// (a certificate it does present must still be valid).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 /// `[telemetry]`: where metrics and traces go. `/metrics` and the health routes are always on.
@@ -83,6 +124,10 @@ pub struct TelemetryConfig {
     /// Distinct `event_type` values counted under their own metric label; later ones are
     /// counted as `other`, so a sender cannot blow up the metric cardinality. Default 50.
     pub event_type_label_limit: usize,
+    /// Serve `metrics_listen` over HTTPS (`[telemetry.tls]`, the same keys as `[server.tls]`;
+    /// with `client_ca_file` and `require_client_cert`, only scrapers holding a client
+    /// certificate from that CA get in). Default: unset, plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for TelemetryConfig {
@@ -91,6 +136,7 @@ impl Default for TelemetryConfig {
             metrics_listen: None,
             otlp_endpoint: None,
             event_type_label_limit: 50,
+            tls: None,
         }
     }
 }
@@ -131,8 +177,30 @@ impl Default for Limits {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Ingest tokens. The token's `name` is recorded on each event it sends as `source`.
-    /// With no tokens configured every ingest request is refused (401).
+    /// With no tokens and no clients configured every ingest request is refused (401).
     pub tokens: Vec<TokenConfig>,
+    /// Client certificates (mutual TLS, `server.tls.client_ca_file`) that authenticate without
+    /// a token: each maps one certificate property to a source name. A request whose verified
+    /// certificate matches an entry is that source, whatever token it carries; one that matches
+    /// none needs a token.
+    pub clients: Vec<ClientCertConfig>,
+}
+
+/// `[[auth.clients]]`: a verified client certificate → a source name. Set exactly one of
+/// `subject_cn`, `san_dns` or `san_uri`; entries are tried in order, the first match wins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertConfig {
+    /// Name recorded as the events' `source`, as a token's name is.
+    pub name: String,
+    /// Matches a certificate whose subject common name (CN) is exactly this.
+    pub subject_cn: Option<String>,
+    /// Matches a certificate with this DNS name among its subject alternative names (ASCII
+    /// case ignored).
+    pub san_dns: Option<String>,
+    /// Matches a certificate with exactly this URI among its subject alternative names (e.g. a
+    /// SPIFFE id `spiffe://example.org/ns/audit/sa/gateway`).
+    pub san_uri: Option<String>,
 }
 
 /// `[[auth.tokens]]`: one bearer token. The value comes from `env` or `file`, never from the
@@ -461,6 +529,18 @@ pub struct SinkConfig {
     /// `splunk_hec`: the `X-Splunk-Request-Channel` GUID. Default: a random one per process
     /// start (sent only with `ack`).
     pub channel: Option<String>,
+    /// PEM file of CA certificates trusted for an `https://` endpoint's certificate, in
+    /// addition to the public (webpki) roots, e.g. an on-premises Splunk signed by an internal
+    /// CA. Default: unset, public roots only.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Trust only `tls_ca_file`, not the public roots. Default false.
+    #[serde(default)]
+    pub tls_only_custom_ca: bool,
+    /// PEM file of the client certificate (leaf first, then intermediates) presented to an
+    /// endpoint that requires mutual TLS; set together with `tls_client_key_file`.
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// PEM file of the private key of `tls_client_cert_file`.
+    pub tls_client_key_file: Option<PathBuf>,
 }
 
 /// `[sinks.batch]`: a request is sent when it holds `max_events` events or `max_bytes`
@@ -633,6 +713,22 @@ impl SinkConfig {
                 "only applies to splunk_hec sinks".into(),
             ));
         }
+        if self.tls_only_custom_ca && self.tls_ca_file.is_none() {
+            return Err((key("tls_only_custom_ca"), "needs tls_ca_file".into()));
+        }
+        if self.tls_client_cert_file.is_some() != self.tls_client_key_file.is_some() {
+            return Err((
+                key("tls_client_cert_file"),
+                "set tls_client_cert_file and tls_client_key_file together".into(),
+            ));
+        }
+        let tls_set = self.tls_ca_file.is_some() || self.tls_client_cert_file.is_some();
+        if tls_set && !self.endpoint.starts_with("https://") {
+            return Err((
+                key("endpoint"),
+                "tls_* settings apply to https:// endpoints; this one is plain http".into(),
+            ));
+        }
         if self.ack && (self.ack_poll_ms == 0 || self.ack_timeout_ms < self.ack_poll_ms) {
             return Err((
                 key("ack_timeout_ms"),
@@ -646,6 +742,33 @@ impl SinkConfig {
         }
         Ok(())
     }
+}
+
+/// The largest PEM file read (certificates, keys, CA bundles are a few KiB to a few hundred
+/// KiB).
+pub const MAX_PEM_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The bytes of a file named in the config: only a regular file (not a FIFO, a device or a
+/// directory, so a symlink to `/dev/zero` or a pipe cannot hang or flood the reader), and at most
+/// `max_bytes`, counted as read (a file that grows while it is read is still cut off). Errors
+/// name the file and the limit, never its contents.
+pub fn read_file_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    let mut bytes = Vec::new();
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(format!("{} is larger than {max_bytes} bytes", path.display()));
+    }
+    Ok(bytes)
 }
 
 /// A config that could not be loaded; the message names the key path or the file.
@@ -755,6 +878,51 @@ impl Config {
         for (i, token) in self.auth.tokens.iter().enumerate() {
             if token.env.is_some() == token.file.is_some() {
                 return Err((format!("auth.tokens[{i}]"), "set exactly one of `env` or `file`".into()));
+            }
+        }
+        for (i, client) in self.auth.clients.iter().enumerate() {
+            if client.name.is_empty() {
+                return Err((format!("auth.clients[{i}].name"), "must not be empty".into()));
+            }
+            let matchers = [&client.subject_cn, &client.san_dns, &client.san_uri];
+            if matchers.iter().filter(|m| m.is_some()).count() != 1 {
+                return Err((
+                    format!("auth.clients[{i}]"),
+                    "set exactly one of `subject_cn`, `san_dns` or `san_uri`".into(),
+                ));
+            }
+        }
+        let client_cas = self.server.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+        if !self.auth.clients.is_empty() && !client_cas {
+            return Err((
+                "auth.clients".into(),
+                "needs server.tls.client_ca_file: client certificates are verified against it".into(),
+            ));
+        }
+        for (key, tls) in [("server.tls", &self.server.tls), ("telemetry.tls", &self.telemetry.tls)] {
+            if let Some(tls) = tls
+                && tls.require_client_cert
+                && tls.client_ca_file.is_none()
+            {
+                return Err((
+                    format!("{key}.require_client_cert"),
+                    "needs client_ca_file to verify client certificates against".into(),
+                ));
+            }
+        }
+        if self.telemetry.tls.is_some() && self.telemetry.metrics_listen.is_none() {
+            return Err((
+                "telemetry.tls".into(),
+                "applies to telemetry.metrics_listen, which is not set (metrics share server.listen and its server.tls)".into(),
+            ));
+        }
+        for (key, value) in [
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
+            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+            ("server.max_connections", self.server.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err((key.into(), "must be at least 1".into()));
             }
         }
         if self.admin.token_env.is_some() && self.admin.token_file.is_some() {

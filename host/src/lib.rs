@@ -10,7 +10,8 @@
 //!   the hash chain.
 //! - [`sink`]: SIEM forwarding (Splunk HEC, Datadog Logs, HTTP) from the store as outbox,
 //!   each sink with its formatter plugin, durable cursor, retries, breaker and dead letters.
-//! - [`reload`]: hot reload of the pipeline (SIGHUP, `POST /admin/reload`).
+//! - [`server`]: wiring, the listeners (TCP, TLS, HTTP/1.1 and HTTP/2), hot reload (SIGHUP,
+//!   `POST /admin/reload`).
 //! - [`shutdown`]: the one signal every long-running task stops on.
 //! - [`config`]: TOML → typed config; [`telemetry`]: logs, metrics (`/metrics`), traces and
 //!   the per-request layer; [`health`]: `/health`, `/health/ready`, `/health/detailed`.
@@ -23,9 +24,9 @@ pub mod health;
 pub mod ingest;
 pub mod pipeline;
 pub mod plugin;
-pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod sink;
+pub mod slot;
 pub mod store;
 pub mod telemetry;

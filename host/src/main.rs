@@ -47,13 +47,23 @@ enum Command {
         #[arg(long)]
         storage_url: Option<String>,
     },
-    /// Ask a running server to re-read its config and swap the pipeline (needs `[admin]`).
+    /// Ask a running server to re-read its config and swap the pipeline, credentials and
+    /// certificates (needs `[admin]`).
     Reload {
         #[arg(long)]
         config: PathBuf,
-        /// Server address; default: `server.listen` from the config.
+        /// Server address; default: `server.listen` from the config (https:// when it has
+        /// `[server.tls]`).
         #[arg(long)]
         url: Option<String>,
+        /// PEM file of a CA to trust for the server's certificate, besides the public roots.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// PEM client certificate (and `--client-key`) for a server that requires one.
+        #[arg(long, requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        #[arg(long, requires = "client_cert")]
+        client_key: Option<PathBuf>,
     },
     /// Create or upgrade the storage schema (also done at every start), then exit.
     Migrate {
@@ -285,7 +295,13 @@ async fn run(command: Command) -> Result<()> {
             println!("({} records)", rows.len());
             Ok(())
         }
-        Command::Reload { config, url } => reload(&config, url).await,
+        Command::Reload {
+            config,
+            url,
+            ca_file,
+            client_cert,
+            client_key,
+        } => reload(&config, url, ca_file, client_cert.zip(client_key)).await,
         Command::Dlq { command } => dlq(command).await,
         Command::Plugin {
             command: PluginCommand::Test { config, stage, input },
@@ -326,9 +342,14 @@ async fn run(command: Command) -> Result<()> {
     }
 }
 
-async fn reload(path: &Path, url: Option<String>) -> Result<()> {
+async fn reload(
+    path: &Path,
+    url: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<(PathBuf, PathBuf)>,
+) -> Result<()> {
     let config = load_config(path, None)?;
-    let Some(token) = auditflow::reload::admin_token(&config).map_err(anyhow::Error::msg)? else {
+    let Some(token) = auditflow::server::reload::admin_token(&config).map_err(anyhow::Error::msg)? else {
         bail!(
             "{}: no [admin] token configured; the server has no admin endpoint (send SIGHUP instead)",
             path.display()
@@ -341,10 +362,25 @@ async fn reload(path: &Path, url: Option<String>) -> Result<()> {
             .listen
             .replace("0.0.0.0", "127.0.0.1")
             .replace("[::]", "[::1]");
-        format!("http://{listen}")
+        let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{listen}")
     });
     let token = String::from_utf8(token).context("admin token is not UTF-8")?;
-    let resp = reqwest::Client::new()
+    let mut client = reqwest::Client::builder();
+    if let Some(file) = &ca_file {
+        let pem = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        for ca in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("{}", file.display()))? {
+            client = client.add_root_certificate(ca);
+        }
+    }
+    if let Some((cert, key)) = &client_cert {
+        let mut pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+        pem.push(b'\n');
+        pem.extend(std::fs::read(key).with_context(|| format!("reading {}", key.display()))?);
+        client = client.identity(reqwest::Identity::from_pem(&pem).context("--client-cert/--client-key")?);
+    }
+    let resp = client
+        .build()?
         .post(format!("{}/admin/reload", base.trim_end_matches('/')))
         .bearer_auth(token)
         .send()

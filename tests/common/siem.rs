@@ -2,7 +2,7 @@
 //! and `/services/collector/ack`), Datadog Logs intake v2 (`/api/v2/logs`) and a generic
 //! NDJSON endpoint, each a real axum server on a loopback port.
 //!
-//! They check what the vendors check (../shared/reference/siem-protocols.md): the auth header,
+//! They check what the vendors check (docs/reference/siem-protocols.md): the auth header,
 //! the body encoding, the size and count limits and the body's shape (stacked envelopes for
 //! HEC, an array of log items for Datadog), and answer with the vendors' status codes and
 //! bodies: HEC's `{"text","code"}` table including 400 code 6 with `invalid-event-number`,
@@ -120,6 +120,16 @@ impl Receiver {
         Self::start(Kind::Hec, token, ack, HEC_MAX_CONTENT_LENGTH, router).await
     }
 
+    /// A Splunk HEC receiver served over HTTPS with `cert_pem`/`key_pem`; with `client_ca_pem`
+    /// it requires a client certificate from that CA (mutual TLS).
+    pub async fn hec_tls(token: &str, cert_pem: &str, key_pem: &str, client_ca_pem: Option<&str>) -> Receiver {
+        let router = Router::new()
+            .route("/services/collector/event", post(hec_event))
+            .route("/services/collector/ack", post(hec_ack));
+        let tls = server_tls(cert_pem, key_pem, client_ca_pem);
+        Self::start_with(Kind::Hec, token, false, HEC_MAX_CONTENT_LENGTH, router, Some(tls)).await
+    }
+
     /// A Datadog Logs intake accepting API key `key`.
     pub async fn datadog(key: &str) -> Receiver {
         let router = Router::new().route("/api/v2/logs", post(datadog_logs));
@@ -133,6 +143,17 @@ impl Receiver {
     }
 
     async fn start(kind: Kind, secret: &str, ack: bool, max_bytes: usize, router: Router<Arc<Shared>>) -> Receiver {
+        Self::start_with(kind, secret, ack, max_bytes, router, None).await
+    }
+
+    async fn start_with(
+        kind: Kind,
+        secret: &str,
+        ack: bool,
+        max_bytes: usize,
+        router: Router<Arc<Shared>>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Receiver {
         let shared = Arc::new(Shared {
             kind,
             secret: Mutex::new(secret.to_owned()),
@@ -147,11 +168,15 @@ impl Receiver {
             acks: Mutex::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let app = router.with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let task = match tls {
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }),
+            Some(tls) => tokio::spawn(serve_tls(listener, app, tls)),
+        };
         Receiver { base, shared, task }
     }
 
@@ -591,4 +616,57 @@ async fn ndjson_ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: B
     let n = docs.len();
     s.accepted.lock().unwrap().extend(docs);
     answer(200, json!({ "accepted": n }), None)
+}
+
+/// The receiver's rustls config: its certificate, and client certificates required from
+/// `client_ca_pem` when given.
+fn server_tls(cert_pem: &str, key_pem: &str, client_ca_pem: Option<&str>) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+                .unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let mut config = builder.with_single_cert(chain, key).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Serve `app` over TLS: each connection's handshake, then HTTP/1.1.
+async fn serve_tls(listener: tokio::net::TcpListener, app: Router, tls: Arc<rustls::ServerConfig>) {
+    use tower::ServiceExt;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            // A client that does not trust us, or presents no certificate, fails here.
+            let Ok(stream) = acceptor.accept(tcp).await else { return };
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                app.clone().oneshot(request.map(axum::body::Body::new))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }

@@ -1,10 +1,16 @@
-//! Who may post events: named bearer tokens, checked in constant time.
+//! Who may post events: named bearer tokens, checked in constant time, and client
+//! certificates verified by mutual TLS.
 //!
 //! Each `[[auth.tokens]]` entry has a name (recorded on every event it sends as `source`) and a
 //! secret read from an environment variable or a file at startup. Only the secrets' SHA-256
 //! digests are kept in memory. A presented token is hashed and compared with **every** stored
 //! digest, with no early exit, so the time a check takes says nothing about which token (or how
 //! much of one) matched; hashing first also makes every comparison the same length.
+//!
+//! Each `[[auth.clients]]` entry names a source and one property of a client certificate the
+//! TLS listener verified against `server.tls.client_ca_file` ([`ClientIdentity`]): its subject
+//! CN, one of its SAN DNS names, or one of its SAN URIs. A request on such a connection is
+//! that source without a token. [`Auth`] holds both and is replaced as a whole on reload.
 
 use std::fmt;
 
@@ -12,7 +18,75 @@ use axum::http::{HeaderMap, HeaderName, header};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::config::Config;
+use crate::config::{ClientCertConfig, Config};
+
+/// What ingest authenticates requests with; rebuilt from the config on every reload.
+#[derive(Debug)]
+pub struct Auth {
+    pub tokens: Tokens,
+    pub clients: Clients,
+}
+
+impl Auth {
+    /// Tokens (secrets read now) and client-certificate mappings of `config`.
+    pub fn load(config: &Config) -> Result<Auth, String> {
+        Ok(Auth {
+            tokens: load(config)?,
+            clients: Clients::new(&config.auth.clients),
+        })
+    }
+
+    /// The source a request authenticates as: the verified client certificate's mapped name
+    /// when there is one, else the bearer token's name.
+    pub fn source<'a>(&'a self, client: Option<&ClientIdentity>, presented: Option<&[u8]>) -> Option<&'a str> {
+        client
+            .and_then(|c| self.clients.source(c))
+            .or_else(|| presented.and_then(|t| self.tokens.authenticate(t)))
+    }
+}
+
+/// The identity in a client certificate the TLS listener verified (mutual TLS); attached to
+/// every request of that connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The subject's first common name (CN), if any.
+    pub common_name: Option<String>,
+    /// Subject alternative names of type DNS.
+    pub dns_names: Vec<String>,
+    /// Subject alternative names of type URI (e.g. SPIFFE ids).
+    pub uris: Vec<String>,
+}
+
+/// `[[auth.clients]]`: which verified client certificates are which source, first match wins.
+#[derive(Debug, Default)]
+pub struct Clients {
+    entries: Vec<ClientCertConfig>,
+}
+
+impl Clients {
+    pub fn new(entries: &[ClientCertConfig]) -> Clients {
+        Clients {
+            entries: entries.to_vec(),
+        }
+    }
+
+    /// The name of the first entry `identity` matches: `subject_cn` and `san_uri` compare
+    /// exactly, `san_dns` without regard to ASCII case (DNS names are case-insensitive).
+    pub fn source(&self, identity: &ClientIdentity) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|c| {
+                c.subject_cn
+                    .as_ref()
+                    .is_some_and(|cn| identity.common_name.as_ref() == Some(cn))
+                    || c.san_dns
+                        .as_ref()
+                        .is_some_and(|d| identity.dns_names.iter().any(|n| n.eq_ignore_ascii_case(d)))
+                    || c.san_uri.as_ref().is_some_and(|u| identity.uris.contains(u))
+            })
+            .map(|c| c.name.as_str())
+    }
+}
 
 /// The configured ingest tokens.
 pub struct Tokens {
@@ -165,6 +239,66 @@ mod tests {
             env: None,
             file: Some(PathBuf::from(file)),
         }
+    }
+
+    fn client(name: &str, cn: Option<&str>, dns: Option<&str>, uri: Option<&str>) -> ClientCertConfig {
+        ClientCertConfig {
+            name: name.into(),
+            subject_cn: cn.map(Into::into),
+            san_dns: dns.map(Into::into),
+            san_uri: uri.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn client_certificates_map_to_sources_by_cn_dns_or_uri() {
+        let clients = Clients::new(&[
+            client("apiserver", Some("kube-apiserver"), None, None),
+            client("gateway", None, Some("gw.example.internal"), None),
+            client("mesh", None, None, Some("spiffe://example.org/ns/audit/sa/gw")),
+        ]);
+        let id = |cn: Option<&str>, dns: &[&str], uris: &[&str]| ClientIdentity {
+            common_name: cn.map(Into::into),
+            dns_names: dns.iter().map(|s| s.to_string()).collect(),
+            uris: uris.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(clients.source(&id(Some("kube-apiserver"), &[], &[])), Some("apiserver"));
+        assert_eq!(
+            clients.source(&id(Some("Kube-Apiserver"), &[], &[])),
+            None,
+            "CN is exact"
+        );
+        assert_eq!(
+            clients.source(&id(None, &["other", "GW.example.internal"], &[])),
+            Some("gateway")
+        );
+        assert_eq!(
+            clients.source(&id(Some("x"), &[], &["spiffe://example.org/ns/audit/sa/gw"])),
+            Some("mesh")
+        );
+        assert_eq!(
+            clients.source(&id(Some("gw.example.internal"), &[], &[])),
+            None,
+            "a CN is not a SAN"
+        );
+        assert_eq!(clients.source(&ClientIdentity::default()), None);
+    }
+
+    #[test]
+    fn a_mapped_certificate_wins_over_a_token_and_a_token_still_works_without_one() {
+        let auth = Auth {
+            tokens: tokens(),
+            clients: Clients::new(&[client("apiserver", Some("kube-apiserver"), None, None)]),
+        };
+        let cert = ClientIdentity {
+            common_name: Some("kube-apiserver".into()),
+            ..Default::default()
+        };
+        assert_eq!(auth.source(Some(&cert), Some(b"s3cret-one")), Some("apiserver"));
+        assert_eq!(auth.source(None, Some(b"s3cret-one")), Some("sark-gateway"));
+        let unmapped = ClientIdentity::default();
+        assert_eq!(auth.source(Some(&unmapped), Some(b"s3cret-two")), Some("batch-job"));
+        assert_eq!(auth.source(Some(&unmapped), None), None);
     }
 
     #[test]

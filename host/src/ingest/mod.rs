@@ -12,6 +12,7 @@ pub mod sark;
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -21,6 +22,7 @@ use serde::Serialize;
 use crate::config::Limits;
 use crate::event::Event;
 use crate::pipeline::PipelineSlot;
+use crate::slot::Slot;
 use crate::store::{CommitError, GroupCommit, QuarantineRecord, Store};
 use crate::telemetry::metrics;
 use crate::telemetry::metrics::AuthFailure;
@@ -32,7 +34,8 @@ pub const SARK_ROUTE: &str = "/api/v1/gateway/audit";
 
 /// What the ingest routes need.
 pub struct IngestState {
-    pub tokens: auth::Tokens,
+    /// Tokens and client-certificate mappings; replaced on reload.
+    pub auth: Arc<Slot<auth::Auth>>,
     pub limits: Limits,
     pub pipeline: Arc<PipelineSlot>,
     pub commit: GroupCommit,
@@ -59,10 +62,11 @@ pub struct Ack {
 /// `POST /v1/events`: one JSON event, a JSON array of events, or NDJSON; gzip allowed.
 pub async fn post_events(
     State(state): State<Arc<IngestState>>,
+    client: Option<Extension<Arc<auth::ClientIdentity>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Ack>, ApiError> {
-    let source = authenticate(&state, auth::bearer(&headers), EVENTS_ROUTE)?;
+    let source = authenticate(&state, client, auth::bearer(&headers), EVENTS_ROUTE)?;
     let format = body::BodyFormat::from_headers(&headers)?;
     let encoding = body::content_encoding(&headers)?;
     let raw = read_body(&headers, body, &state.limits).await?;
@@ -88,11 +92,12 @@ pub struct SarkAck {
 /// switch unchanged.
 pub async fn post_sark(
     State(state): State<Arc<IngestState>>,
+    client: Option<Extension<Arc<auth::ClientIdentity>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<SarkAck>), ApiError> {
     let presented = auth::gateway_api_key(&headers).or_else(|| auth::bearer(&headers));
-    let source = authenticate(&state, presented, SARK_ROUTE)?;
+    let source = authenticate(&state, client, presented, SARK_ROUTE)?;
     let encoding = body::content_encoding(&headers)?;
     let raw = read_body(&headers, body, &state.limits).await?;
     metrics().ingest.body_received(SARK_ROUTE, raw.len());
@@ -111,9 +116,18 @@ pub async fn post_sark(
     ))
 }
 
-fn authenticate(state: &IngestState, presented: Option<&[u8]>, route: &'static str) -> Result<String, ApiError> {
-    presented
-        .and_then(|t| state.tokens.authenticate(t))
+/// The request's source: its verified client certificate's mapped name, else its token's.
+fn authenticate(
+    state: &IngestState,
+    client: Option<Extension<Arc<auth::ClientIdentity>>>,
+    presented: Option<&[u8]>,
+    route: &'static str,
+) -> Result<String, ApiError> {
+    let client = client.as_ref().map(|Extension(c)| c.as_ref());
+    state
+        .auth
+        .current()
+        .source(client, presented)
         .map(str::to_owned)
         .ok_or_else(|| {
             let reason = if presented.is_some() {

@@ -46,26 +46,7 @@ pub struct Pipeline {
 
 /// The pipeline in service, swappable at run time (hot reload). A request takes the current
 /// pipeline once and finishes on it, so a swap never changes a request half-way.
-pub struct PipelineSlot {
-    current: std::sync::RwLock<std::sync::Arc<Pipeline>>,
-}
-
-impl PipelineSlot {
-    pub fn new(pipeline: Pipeline) -> PipelineSlot {
-        PipelineSlot {
-            current: std::sync::RwLock::new(std::sync::Arc::new(pipeline)),
-        }
-    }
-
-    pub fn current(&self) -> std::sync::Arc<Pipeline> {
-        // A poisoned lock only means a panic elsewhere mid-swap; the Arc inside is still whole.
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn swap(&self, pipeline: Pipeline) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(pipeline);
-    }
-}
+pub type PipelineSlot = crate::slot::Slot<Pipeline>;
 
 /// What the chain made of a request's events.
 #[derive(Debug, Default)]

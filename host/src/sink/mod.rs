@@ -39,10 +39,10 @@ pub mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use async_trait::async_trait;
 use reqwest::Url;
 use reqwest::header::HeaderValue;
-use crate::shutdown::{Shutdown, ShutdownTrigger};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, SinkCompression, SinkConfig, SinkKind};
@@ -57,7 +57,7 @@ use delivery::{Delivery, Policy};
 use driver::SinkDriver;
 use retry::{Backoff, Decision};
 use status::SinkStatus;
-use transport::{Attempt, RequestBody, Transport};
+use transport::{Attempt, RequestBody, TlsOptions, Transport};
 
 /// Wall-clock budget of one formatter call.
 const FORMATTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,7 +153,8 @@ pub fn build_sink(config: &Config, sc: &SinkConfig) -> Result<Arc<dyn Sink>, Sin
         .map_err(|m| err(format!("token: {m}")))?;
     let timeout = Duration::from_millis(sc.request_timeout_ms);
     let max_retry_after = Duration::from_secs(sc.retry.max_retry_after_secs);
-    let transport = |headers| Transport::new(headers, timeout, max_retry_after);
+    let tls = TlsOptions::load(config, sc).map_err(err)?;
+    let transport = |headers| Transport::new(headers, timeout, max_retry_after, &tls);
     let required = || token.clone().ok_or_else(|| err("token: required".into()));
     let sink: Arc<dyn Sink> = match sc.kind {
         SinkKind::SplunkHec => Arc::new(splunk_hec::SplunkHec::new(sc, &required()?, transport).map_err(err)?),

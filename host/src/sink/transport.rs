@@ -1,7 +1,8 @@
 //! The HTTP plumbing every sink shares: one `reqwest` client per sink (kept-alive connections,
-//! a per-request timeout, no redirects: a POST must not silently turn into a GET elsewhere),
-//! and the answer reduced to what [`super::retry`] looks at (status, `Retry-After`, a bounded
-//! body). Network errors are described without the URL's query string or any body.
+//! a per-request timeout, no redirects: a POST must not silently turn into a GET elsewhere,
+//! rustls with the public roots plus the sink's own CA, and its client certificate for mutual
+//! TLS), and the answer reduced to what [`super::retry`] looks at (status, `Retry-After`, a
+//! bounded body). Network errors are described without the URL's query string or any body.
 
 use std::time::Duration;
 
@@ -10,6 +11,58 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, RE
 use reqwest::{Client, Url};
 
 use super::retry::parse_retry_after;
+use crate::config::{Config, MAX_PEM_FILE_BYTES, SinkConfig, read_file_bounded};
+
+/// A sink's TLS settings, with the PEM files read (at start-up, so a missing file fails there).
+#[derive(Default)]
+pub struct TlsOptions {
+    /// `tls_ca_file`: CA certificates trusted besides (or, with `only_custom_ca`, instead of)
+    /// the public roots.
+    ca: Option<Vec<reqwest::Certificate>>,
+    only_custom_ca: bool,
+    /// `tls_client_cert_file` + `tls_client_key_file`.
+    identity: Option<reqwest::Identity>,
+}
+
+impl TlsOptions {
+    /// Read the files a sink's `tls_*` keys name; errors name the key and the file.
+    pub fn load(config: &Config, sc: &SinkConfig) -> Result<TlsOptions, String> {
+        let read = |key: &str, file: &std::path::Path| {
+            read_file_bounded(&config.resolve_path(file), MAX_PEM_FILE_BYTES).map_err(|e| format!("{key}: {e}"))
+        };
+        let ca = match &sc.tls_ca_file {
+            None => None,
+            Some(file) => {
+                let certs = reqwest::Certificate::from_pem_bundle(&read("tls_ca_file", file)?)
+                    .map_err(|_| format!("tls_ca_file: {} holds no PEM certificate", file.display()))?;
+                if certs.is_empty() {
+                    return Err(format!("tls_ca_file: {} holds no PEM certificate", file.display()));
+                }
+                Some(certs)
+            }
+        };
+        let identity = match (&sc.tls_client_cert_file, &sc.tls_client_key_file) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read("tls_client_cert_file", cert)?;
+                pem.push(b'\n');
+                pem.extend(read("tls_client_key_file", key)?);
+                Some(reqwest::Identity::from_pem(&pem).map_err(|_| {
+                    format!(
+                        "tls_client_cert_file {} and tls_client_key_file {} do not make a client certificate",
+                        cert.display(),
+                        key.display()
+                    )
+                })?)
+            }
+            _ => None,
+        };
+        Ok(TlsOptions {
+            ca,
+            only_custom_ca: sc.tls_only_custom_ca,
+            identity,
+        })
+    }
+}
 
 /// The most of an answer's body kept for classification: vendors answer with a few dozen
 /// bytes of JSON; anything longer is not needed and not stored.
@@ -56,12 +109,25 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(headers: HeaderMap, timeout: Duration, max_retry_after: Duration) -> Result<Transport, String> {
-        let client = Client::builder()
+    pub fn new(
+        headers: HeaderMap,
+        timeout: Duration,
+        max_retry_after: Duration,
+        tls: &TlsOptions,
+    ) -> Result<Transport, String> {
+        let mut builder = Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("auditflow/", env!("CARGO_PKG_VERSION")))
+            .tls_built_in_root_certs(!tls.only_custom_ca);
+        for ca in tls.ca.iter().flatten() {
+            builder = builder.add_root_certificate(ca.clone());
+        }
+        if let Some(identity) = &tls.identity {
+            builder = builder.identity(identity.clone());
+        }
+        let client = builder
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))?;
         Ok(Transport {

@@ -205,8 +205,13 @@ pub struct IngestMetrics {
     body_bytes: Histogram<u64>,
     events: Counter<u64>,
     auth_failures: Counter<u64>,
+    connections_closed: Counter<u64>,
     event_types: EventTypeLabels,
 }
+
+/// Why the server closed a connection before or between requests (the `reason` label of
+/// `auditflow_connections_closed_total`).
+const CONNECTION_CLOSE_REASONS: [&str; 3] = ["limit", "timeout", "tls_handshake"];
 
 impl IngestMetrics {
     fn new(meter: &Meter) -> IngestMetrics {
@@ -229,6 +234,11 @@ impl IngestMetrics {
                 "auditflow_ingest_auth_failures_total",
                 "Ingest requests refused with 401, by route and reason (missing or invalid token).",
             ),
+            connections_closed: counter(
+                meter,
+                "auditflow_connections_closed_total",
+                "Connections the server closed on its own, by reason: limit (server.max_connections reached), timeout (no request head within server.header_timeout_ms, or idle past server.idle_timeout_ms), tls_handshake (failed or timed out).",
+            ),
             event_types: EventTypeLabels::default(),
         }
     }
@@ -241,6 +251,29 @@ impl IngestMetrics {
                 &[KeyValue::new("route", route), KeyValue::new("reason", reason.as_str())],
             );
         }
+    }
+
+    /// Create the connection series at zero.
+    pub fn init_connections(&self) {
+        for reason in CONNECTION_CLOSE_REASONS {
+            self.connections_closed.add(0, &[KeyValue::new("reason", reason)]);
+        }
+    }
+
+    /// A connection refused because `server.max_connections` are open.
+    pub fn connection_refused(&self) {
+        self.connections_closed.add(1, &[KeyValue::new("reason", "limit")]);
+    }
+
+    /// A connection closed for sending nothing in time.
+    pub fn connection_timed_out(&self) {
+        self.connections_closed.add(1, &[KeyValue::new("reason", "timeout")]);
+    }
+
+    /// A TLS handshake that failed or timed out.
+    pub fn tls_handshake_failed(&self) {
+        self.connections_closed
+            .add(1, &[KeyValue::new("reason", "tls_handshake")]);
     }
 
     pub fn auth_failed(&self, route: &'static str, reason: AuthFailure) {

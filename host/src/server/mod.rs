@@ -1,7 +1,14 @@
 //! Wires a config into a running server: store, group commit, plugin engine, pipeline, routes;
 //! and shuts it down gracefully (stop accepting, finish in-flight requests, flush the writer).
+//!
+//! - [`listener`]: accepting connections (TCP, TLS, HTTP/1.1 and HTTP/2) with their limits.
+//! - [`tls`]: HTTPS certificates and mutual TLS identities.
+//! - [`reload`]: hot reload of the pipeline, credentials and certificates.
 
-use std::future::IntoFuture;
+pub mod listener;
+pub mod reload;
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,18 +23,23 @@ use crate::health::{self, Draining, HealthState};
 use crate::ingest::{self, IngestState, auth};
 use crate::pipeline::{BuildError, Pipeline, PipelineSlot};
 use crate::plugin::{PluginEngine, PluginError};
-use crate::reload::{self, Reloader};
 use crate::shutdown::Shutdown;
 use crate::sink::{SinkError, SinkSet};
+use crate::slot::Slot;
 use crate::store::{self, GroupCommit, GroupCommitConfig, Store, StoreError};
 use crate::telemetry;
 use crate::telemetry::http::{metrics_handler, observe};
+use listener::ConnectionLimits;
+use reload::{Reloadable, Reloader};
+use tls::TlsListener;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("auth: {0}")]
     Auth(String),
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
     #[error("plugins: {0}")]
@@ -72,6 +84,12 @@ pub struct Server {
     reloader: Option<Arc<Reloader>>,
     /// `/metrics` on its own listener (`telemetry.metrics_listen`): (address, routes).
     metrics_router: Option<(String, Router)>,
+    /// HTTPS on the ingest listener (`server.tls`) and on the metrics listener
+    /// (`telemetry.tls`).
+    tls: Option<Arc<TlsListener>>,
+    metrics_tls: Option<Arc<TlsListener>>,
+    /// Connection bounds (`server.header_timeout_ms`, `idle_timeout_ms`, `max_connections`).
+    limits: ConnectionLimits,
     /// Set when shutdown begins: `/health/ready` answers 503 from then on.
     draining: Arc<Draining>,
     /// How long to keep serving after shutdown begins (`server.shutdown_drain_ms`).
@@ -88,11 +106,21 @@ impl Server {
     /// Build every component from the config. Fails before listening if anything is wrong.
     /// With `config_path`, the pipeline can be reloaded from that file (SIGHUP, admin route).
     pub async fn build(config: &Config, config_path: Option<&std::path::Path>) -> Result<Server, ServerError> {
-        let tokens = auth::load(config).map_err(ServerError::Auth)?;
+        let auth = Arc::new(Slot::new(auth::Auth::load(config).map_err(ServerError::Auth)?));
+        let tls = load_tls("server.tls", config.server.tls.as_ref(), config)?;
+        let metrics_tls = load_tls("telemetry.tls", config.telemetry.tls.as_ref(), config)?;
         let store = store::open(&storage_url(config)).await?;
         let engine = PluginEngine::for_config(config)?;
         let pipeline = Arc::new(PipelineSlot::new(Pipeline::build(config, &engine).await?));
-        let reloader = config_path.map(|p| Arc::new(Reloader::new(p.to_owned(), config.clone(), pipeline.clone())));
+        let reloader = config_path.map(|p| {
+            let target = Reloadable {
+                pipeline: pipeline.clone(),
+                auth: auth.clone(),
+                tls: tls.clone(),
+                metrics_tls: metrics_tls.clone(),
+            };
+            Arc::new(Reloader::new(p.to_owned(), config.clone(), target))
+        });
         let admin_token = reload::admin_token(config).map_err(ServerError::Auth)?;
         let (commit, writer) = GroupCommit::start(
             store.clone(),
@@ -103,7 +131,7 @@ impl Server {
             },
         );
         let ingest_state = Arc::new(IngestState {
-            tokens,
+            auth,
             limits: config.server.limits.clone(),
             pipeline,
             commit: commit.clone(),
@@ -123,6 +151,7 @@ impl Server {
         telemetry::metrics().configure(config.telemetry.event_type_label_limit);
         telemetry::metrics().ingest.init_route(ingest::EVENTS_ROUTE);
         telemetry::metrics().ingest.init_route(ingest::SARK_ROUTE);
+        telemetry::metrics().ingest.init_connections();
         let router = Router::new()
             .route(ingest::EVENTS_ROUTE, post(ingest::post_events))
             .route(ingest::SARK_ROUTE, post(ingest::post_sark))
@@ -136,6 +165,11 @@ impl Server {
         };
         let (router, metrics_router) = observed(config, router, health_state);
         let drain = Duration::from_millis(config.server.shutdown_drain_ms);
+        let limits = ConnectionLimits {
+            header_timeout: Duration::from_millis(config.server.header_timeout_ms),
+            idle_timeout: Duration::from_millis(config.server.idle_timeout_ms),
+            max_connections: config.server.max_connections,
+        };
         Ok(Server {
             router,
             store,
@@ -143,6 +177,9 @@ impl Server {
             writer,
             reloader,
             metrics_router,
+            tls,
+            metrics_tls,
+            limits,
             draining,
             drain,
             sinks,
@@ -151,14 +188,8 @@ impl Server {
 
     /// Listen until `shutdown` resolves, then finish in-flight requests and flush the writer.
     pub async fn run(self, addr: &str, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Listen {
-                addr: addr.to_owned(),
-                source,
-            })?;
-        let local: SocketAddr = listener.local_addr()?;
-        tracing::info!(%local, store = self.store.kind(), "auditflow listening");
+        let listener = bind(addr, self.tls.is_some()).await?;
+        tracing::info!(local = %listener.local_addr()?, store = self.store.kind(), tls = self.tls.is_some(), "auditflow listening");
         let Server {
             router,
             store,
@@ -166,19 +197,17 @@ impl Server {
             writer,
             reloader,
             metrics_router,
+            tls,
+            metrics_tls,
+            limits,
             draining,
             drain,
             sinks,
         } = self;
         let metrics_server = match metrics_router {
             Some((addr, routes)) => {
-                let listener = tokio::net::TcpListener::bind(&addr)
-                    .await
-                    .map_err(|source| ServerError::Listen {
-                        addr: addr.clone(),
-                        source,
-                    })?;
-                tracing::info!(local = %listener.local_addr()?, "metrics listening");
+                let listener = bind(&addr, metrics_tls.is_some()).await?;
+                tracing::info!(local = %listener.local_addr()?, tls = metrics_tls.is_some(), "metrics listening");
                 Some((listener, routes))
             }
             None => None,
@@ -187,22 +216,16 @@ impl Server {
         let running_sinks = sinks.start(store);
         let stop = drain_then_stop(shutdown, draining, drain);
         let metrics_task = metrics_server.map(|(listener, routes)| {
-            tokio::spawn(
-                axum::serve(listener, routes)
-                    .with_graceful_shutdown(stopped(stop.clone()))
-                    .into_future(),
-            )
+            tokio::spawn(listener::serve(listener, routes, metrics_tls, limits, stop.clone()))
         });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stopped(stop))
-            .await?;
+        listener::serve(listener, router, tls, limits, stop).await;
         if let Some(task) = sighup {
             task.abort();
         }
         if let Some(task) = metrics_task
-            && let Ok(Err(e)) = task.await
+            && task.await.is_err()
         {
-            tracing::error!(error = %e, "metrics listener failed");
+            tracing::error!("metrics listener panicked");
         }
         // The router (and its clones of the commit handle) is gone: closing ours lets the
         // writer drain what is queued and exit.
@@ -215,6 +238,36 @@ impl Server {
         tracing::info!("auditflow stopped");
         Ok(())
     }
+}
+
+/// The TLS side of a listener whose config has a `tls` table.
+fn load_tls(
+    key: &'static str,
+    tls: Option<&crate::config::TlsConfig>,
+    config: &Config,
+) -> Result<Option<Arc<TlsListener>>, ServerError> {
+    tls.map(|t| TlsListener::load(key, t, config).map(Arc::new))
+        .transpose()
+        .map_err(ServerError::Tls)
+}
+
+/// Bind `addr`; warn when plain HTTP is served beyond loopback, where tokens and unredacted
+/// events would cross the network in clear.
+async fn bind(addr: &str, tls: bool) -> Result<tokio::net::TcpListener, ServerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let local: SocketAddr = listener.local_addr()?;
+    if !tls && !local.ip().is_loopback() {
+        tracing::warn!(
+            %local,
+            "serving plain HTTP on a non-loopback address: tokens and events cross the network unencrypted; configure [server.tls] (or [telemetry.tls])"
+        );
+    }
+    Ok(listener)
 }
 
 /// Mount `/metrics` (on the main routes, or on routes of its own for
@@ -256,11 +309,6 @@ fn drain_then_stop(
         trigger.closed().await;
     });
     stop
-}
-
-/// Resolves once [`drain_then_stop`] says stop.
-async fn stopped(mut stop: Shutdown) {
-    stop.recv().await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1,8 +1,15 @@
-//! Hot reload: re-read the config file, build and initialise the new pipeline beside the old
-//! one, and swap it in atomically. In-flight requests finish on the pipeline they started
-//! with; a config that does not load, or whose plugins do not initialise, is refused and the
-//! old pipeline keeps running. Triggered by SIGHUP or by the authenticated
-//! `POST /admin/reload` (what `auditflow reload` calls).
+//! Hot reload: re-read the config file, build and initialise the new pipeline, credentials
+//! and certificates beside the old ones, and swap them in together. In-flight requests finish
+//! on the pipeline and credentials they started with; a config that does not load, whose
+//! plugins do not initialise, whose tokens cannot be read or whose certificate files do not
+//! load is refused as a whole and everything in service stays. Triggered by SIGHUP or by the
+//! authenticated `POST /admin/reload` (what `auditflow reload` calls).
+//!
+//! What is reloaded: `[[stages]]` and `[pipeline]`; `[auth]` (tokens added, removed or
+//! rotated, client-certificate mappings); the files of `[server.tls]` and `[telemetry.tls]`
+//! (certificate rotation, client CAs). Switching a listener between HTTP and HTTPS, and
+//! `[server] listen` or `[storage]`, take a restart: a reload that turns TLS on or off is
+//! refused, the others are logged as needing a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,44 +24,75 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 
+use super::tls::TlsListener;
 use crate::config::Config;
-use crate::ingest::auth;
+use crate::ingest::auth::{self, Auth};
 use crate::pipeline::{Pipeline, PipelineSlot};
 use crate::plugin::PluginEngine;
+use crate::slot::Slot;
 
-/// Rebuilds the pipeline from the config file on request.
+/// What a reload replaces in the running server.
+pub struct Reloadable {
+    pub pipeline: Arc<PipelineSlot>,
+    pub auth: Arc<Slot<Auth>>,
+    /// The ingest listener's TLS, when it serves HTTPS.
+    pub tls: Option<Arc<TlsListener>>,
+    /// The metrics listener's TLS, when it has its own and serves HTTPS.
+    pub metrics_tls: Option<Arc<TlsListener>>,
+}
+
+/// Rebuilds the pipeline, credentials and certificates from the config file on request.
 pub struct Reloader {
     config_path: PathBuf,
     /// What was loaded at start: sections that need a restart are compared against it.
     started_with: Config,
-    slot: Arc<PipelineSlot>,
+    target: Reloadable,
     /// One reload at a time.
     running: Mutex<()>,
 }
 
 impl Reloader {
-    pub fn new(config_path: PathBuf, started_with: Config, slot: Arc<PipelineSlot>) -> Reloader {
+    pub fn new(config_path: PathBuf, started_with: Config, target: Reloadable) -> Reloader {
         Reloader {
             config_path,
             started_with,
-            slot,
+            target,
             running: Mutex::new(()),
         }
     }
 
-    /// Reload; on success returns the names of the new stages.
+    /// Reload; on success returns the names of the new stages. Everything is built and checked
+    /// before anything is swapped, so a refused reload changes nothing.
     pub async fn reload(&self) -> Result<Vec<String>, String> {
         let _one = self.running.lock().await;
         let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
-        if config.server.listen != self.started_with.server.listen
-            || config.storage.url != self.started_with.storage.url
+        let old = &self.started_with;
+        if config.server.tls.is_some() != old.server.tls.is_some()
+            || config.telemetry.tls.is_some() != old.telemetry.tls.is_some()
         {
-            tracing::warn!("reload: [server] and [storage] changes take effect only after a restart");
+            return Err(
+                "server.tls or telemetry.tls was added or removed: switching a listener between HTTP and HTTPS takes a restart"
+                    .into(),
+            );
         }
+        if config.server.listen != old.server.listen
+            || config.storage.url != old.storage.url
+            || config.telemetry.metrics_listen != old.telemetry.metrics_listen
+        {
+            tracing::warn!("reload: listen addresses and [storage] changes take effect only after a restart");
+        }
+        let auth = Auth::load(&config)?;
+        // Build every new TLS config before swapping any, so a bad file refuses the reload.
+        let tls = reload_tls(&self.target.tls, config.server.tls.as_ref(), &config)?;
+        let metrics_tls = reload_tls(&self.target.metrics_tls, config.telemetry.tls.as_ref(), &config)?;
         let engine = PluginEngine::for_config(&config).map_err(|e| e.to_string())?;
         let pipeline = Pipeline::build(&config, &engine).await.map_err(|e| e.to_string())?;
         let stages = pipeline.stages().iter().map(|s| s.name.clone()).collect();
-        self.slot.swap(pipeline);
+        self.target.pipeline.swap(pipeline);
+        self.target.auth.swap(auth);
+        for swap in [tls, metrics_tls].into_iter().flatten() {
+            swap();
+        }
         Ok(stages)
     }
 
@@ -65,6 +103,20 @@ impl Reloader {
             Err(e) => tracing::error!(error = %e, "reload refused; the old pipeline keeps running"),
         }
     }
+}
+
+/// The new TLS config of `listener` from `tls`, loaded and checked, as a swap to run once the
+/// whole reload is known to succeed. `None` when the listener serves plain HTTP.
+fn reload_tls<'a>(
+    listener: &'a Option<Arc<TlsListener>>,
+    tls: Option<&crate::config::TlsConfig>,
+    config: &Config,
+) -> Result<Option<impl FnOnce() + 'a>, String> {
+    let (Some(listener), Some(tls)) = (listener, tls) else {
+        return Ok(None);
+    };
+    let loaded = listener.prepare(tls, config)?;
+    Ok(Some(move || listener.install(loaded)))
 }
 
 /// Reload on every SIGHUP until the process ends.
