@@ -109,17 +109,13 @@ fn validate(config: &Path, env: &[(&str, &str)]) -> String {
 
 /// A number in `text` after `key` (e.g. `shutdown_drain_ms = ` or `seconds: `), the first one.
 fn number_after(text: &str, key: &str) -> u64 {
-    let at = text
-        .find(key)
-        .unwrap_or_else(|| panic!("`{key}` not found"));
+    let at = text.find(key).unwrap_or_else(|| panic!("`{key}` not found"));
     let digits: String = text[at + key.len()..]
         .trim_start()
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("no number after `{key}`"))
+    digits.parse().unwrap_or_else(|_| panic!("no number after `{key}`"))
 }
 
 /// Sink shutdown grace (host/src/server.rs SINK_SHUTDOWN_GRACE) plus the writer's last commit:
@@ -219,6 +215,16 @@ enum Running {
     Root { child: Child, root: PathBuf },
 }
 
+impl Drop for Running {
+    /// A test that failed half-way leaves no server behind.
+    fn drop(&mut self) {
+        if let Running::Root { child, .. } = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The image's config (`podman image inspect`): user, environment, entrypoint and command.
 struct ImageConfig {
     user: String,
@@ -239,7 +245,10 @@ fn inspect_image(podman: &Podman, image: &str) -> ImageConfig {
     let user = config["User"].as_str().unwrap_or_default().to_owned();
     assert_eq!(user, "65532:65532", "the image must run as the numeric non-root user");
     for port in ["8080/tcp", "9090/tcp"] {
-        assert!(config["ExposedPorts"].get(port).is_some(), "port {port} not exposed: {config}");
+        assert!(
+            config["ExposedPorts"].get(port).is_some(),
+            "port {port} not exposed: {config}"
+        );
     }
     assert!(
         config["Volumes"].get("/var/lib/auditflow").is_some(),
@@ -255,7 +264,10 @@ fn inspect_image(podman: &Podman, image: &str) -> ImageConfig {
         .collect::<Vec<_>>();
     for want in ["HOME=/var/lib/auditflow", "XDG_CACHE_HOME=/var/lib/auditflow/cache"] {
         let (k, v) = want.split_once('=').unwrap();
-        assert!(env.iter().any(|(ek, ev)| ek == k && ev == v), "image env lacks {want}: {env:?}");
+        assert!(
+            env.iter().any(|(ek, ev)| ek == k && ev == v),
+            "image env lacks {want}: {env:?}"
+        );
     }
     ImageConfig {
         user,
@@ -295,11 +307,7 @@ fn image_builds_from_local_files_and_serves_from_its_own_root() {
     let started = Instant::now();
 
     // The root file system, from this machine's files.
-    run_ok(
-        Command::new(deploy("container/build-rootfs.sh"))
-            .arg(BIN)
-            .arg(&context),
-    );
+    run_ok(Command::new(deploy("container/build-rootfs.sh")).arg(BIN).arg(&context));
     let rootfs = context.join("rootfs");
     assert!(!rootfs.join("bin/sh").exists(), "a shell slipped into the image");
     let podman = Podman {
@@ -371,7 +379,11 @@ fn image_builds_from_local_files_and_serves_from_its_own_root() {
         let ctr = "auditflow-deploy-root";
         run_ok(podman.cmd().args(["create", "--name", ctr, image]));
         let root = PathBuf::from(run_ok(podman.cmd().args(["mount", ctr])).trim());
-        assert!(root.join("usr/local/bin/auditflow").is_file(), "no binary in {}", root.display());
+        assert!(
+            root.join("usr/local/bin/auditflow").is_file(),
+            "no binary in {}",
+            root.display()
+        );
 
         // The config check of the image, with its own binary and libraries.
         let out = run_ok(&mut in_root(
@@ -412,12 +424,19 @@ fn image_builds_from_local_files_and_serves_from_its_own_root() {
         if let Running::Root { child, .. } = &mut running
             && let Some(status) = child.try_wait().unwrap()
         {
-            panic!("the server exited ({status}) before it was healthy:\n{}", server_log(&running));
+            panic!(
+                "the server exited ({status}) before it was healthy:\n{}",
+                server_log(&running)
+            );
         }
         if ns.curl(&["http://127.0.0.1:9090/health"]).0 == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "not healthy in time:\n{}", server_log(&running));
+        assert!(
+            Instant::now() < deadline,
+            "not healthy in time:\n{}",
+            server_log(&running)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // Not root: the server process runs as the image's user.
@@ -445,7 +464,13 @@ fn image_builds_from_local_files_and_serves_from_its_own_root() {
     assert_eq!(status, 200, "POST /v1/events: {body}\n{}", server_log(&running));
     let ack: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ack["accepted"], 21, "{ack}");
-    let (status, _) = ns.curl(&["-H", "Authorization: Bearer wrong", "--data-binary", "{}", "http://127.0.0.1:8080/v1/events"]);
+    let (status, _) = ns.curl(&[
+        "-H",
+        "Authorization: Bearer wrong",
+        "--data-binary",
+        "{}",
+        "http://127.0.0.1:8080/v1/events",
+    ]);
     assert_eq!(status, 401);
     let (status, metrics) = ns.curl(&["http://127.0.0.1:9090/metrics"]);
     assert_eq!(status, 200);
@@ -474,9 +499,17 @@ fn image_builds_from_local_files_and_serves_from_its_own_root() {
     let sent: BTreeSet<String> = std::fs::read_to_string(&events)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event_id"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
-    let stored: BTreeSet<String> = rows.iter().map(|r| r["event_id"].as_str().unwrap().to_owned()).collect();
+    let stored: BTreeSet<String> = rows
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(stored, sent, "stored events differ from the posted ones");
     for row in &rows {
         let actor = row["actor"]["id"].as_str().unwrap_or_default();
@@ -532,7 +565,9 @@ fn image_builds_from_local_files_and_serves_from_its_own_root() {
         assert_eq!(std::fs::metadata(&db).unwrap().uid(), 65532, "{}", db.display());
         let cache = root.join("var/lib/auditflow/cache/wasmtime");
         assert!(
-            std::fs::read_dir(&cache).map(|mut d| d.next().is_some()).unwrap_or(false),
+            std::fs::read_dir(&cache)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false),
             "wasmtime wrote no compiled plugin to {}",
             cache.display()
         );
@@ -615,7 +650,10 @@ fn compose_file_passes_docker_compose_config() {
             binds += 1;
         }
     }
-    assert!(binds >= 5, "expected the config, prometheus and grafana binds:\n{resolved}");
+    assert!(
+        binds >= 5,
+        "expected the config, prometheus and grafana binds:\n{resolved}"
+    );
     for service in ["auditflow:", "postgres:", "prometheus:", "grafana:"] {
         assert!(resolved.contains(service), "service {service} missing:\n{resolved}");
     }
@@ -634,7 +672,10 @@ fn compose_file_passes_docker_compose_config() {
     );
 
     // Prometheus: the compose config with the rules it mounts passes promtool.
-    if tools_present("compose_file_passes_docker_compose_config (promtool part)", &["promtool"]) {
+    if tools_present(
+        "compose_file_passes_docker_compose_config (promtool part)",
+        &["promtool"],
+    ) {
         promtool_checks_compose_prometheus(dir.path());
     }
     // Grafana: the provider reads where compose mounts the four dashboards.
@@ -713,7 +754,10 @@ fn systemd_unit_verifies_and_scores_ok() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && msgs.trim().is_empty(), "systemd-analyze verify:\n{msgs}");
+    assert!(
+        out.status.success() && msgs.trim().is_empty(),
+        "systemd-analyze verify:\n{msgs}"
+    );
 
     // The exposure score, read off the unit file alone.
     let out = output(
@@ -722,10 +766,17 @@ fn systemd_unit_verifies_and_scores_ok() {
             .arg(&unit),
     );
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "systemd-analyze security:\n{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "systemd-analyze security:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let overall = report
         .lines()
-        .find_map(|l| l.split_once("Overall exposure level for auditflow.service:").map(|(_, r)| r.trim().to_owned()))
+        .find_map(|l| {
+            l.split_once("Overall exposure level for auditflow.service:")
+                .map(|(_, r)| r.trim().to_owned())
+        })
         .unwrap_or_else(|| panic!("no overall exposure level:\n{report}"));
     let mut words = overall.split_whitespace();
     let score: f64 = words.next().unwrap().parse().unwrap();
@@ -737,7 +788,9 @@ fn systemd_unit_verifies_and_scores_ok() {
     );
     // W^X stays allowed (wasmtime JITs plugins): the report must list it as not set.
     assert!(
-        report.lines().any(|l| l.starts_with('✗') && l.contains("MemoryDenyWriteExecute=")),
+        report
+            .lines()
+            .any(|l| l.starts_with('✗') && l.contains("MemoryDenyWriteExecute=")),
         "MemoryDenyWriteExecute must not be set: wasmtime needs executable memory it writes"
     );
 
@@ -818,7 +871,11 @@ fn kubernetes_manifests_pass_kubernetes_validate() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
         .collect();
-    assert_eq!(resources.iter().cloned().collect::<BTreeSet<_>>(), on_disk, "kustomization resources");
+    assert_eq!(
+        resources.iter().cloned().collect::<BTreeSet<_>>(),
+        on_disk,
+        "kustomization resources"
+    );
 
     for version in ["1.30.0", "1.37.0"] {
         let out = output(
@@ -833,15 +890,27 @@ fn kubernetes_manifests_pass_kubernetes_validate() {
         );
         assert!(out.status.success(), "kubernetes-validate -k {version}:\n{text}");
         let passed = text.lines().filter(|l| l.contains(" passed for resource ")).count();
-        assert_eq!(passed, resources.len(), "every resource must pass (k8s {version}):\n{text}");
+        assert_eq!(
+            passed,
+            resources.len(),
+            "every resource must pass (k8s {version}):\n{text}"
+        );
         assert!(!text.contains("WARN"), "{text}");
     }
     // The validator does reject what Kubernetes would.
     let dir = tempfile::tempdir().unwrap();
     let deployment = std::fs::read_to_string(base.join("deployment.yaml")).unwrap();
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, deployment.replace("preStop:\n              sleep:", "preStop:\n              nap:")).unwrap();
-    let out = output(Command::new("kubernetes-validate").args(["-k", "1.30.0", "--strict"]).arg(&bad));
+    std::fs::write(
+        &bad,
+        deployment.replace("preStop:\n              sleep:", "preStop:\n              nap:"),
+    )
+    .unwrap();
+    let out = output(
+        Command::new("kubernetes-validate")
+            .args(["-k", "1.30.0", "--strict"])
+            .arg(&bad),
+    );
     assert!(!out.status.success(), "kubernetes-validate accepted an unknown field");
 
     // What the Deployment promises.
