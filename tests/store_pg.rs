@@ -396,7 +396,7 @@ async fn fill_with_checkpoints(store: &dyn Store) -> (tempfile::TempDir, std::pa
             "tamper-test",
         )
         .expect("parse");
-        store.append(events, Utc::now()).await.expect("append");
+        store.append(&events, Utc::now()).await.expect("append");
     }
     let seqs: Vec<i64> = store
         .checkpoints(0, 10)

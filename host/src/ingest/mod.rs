@@ -225,6 +225,13 @@ async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError
             ApiError::unavailable(5)
         }
         CommitError::ShuttingDown => ApiError::unavailable(5),
+        // Sending the same events again fails the same way: not a 503.
+        CommitError::Rejected(reason) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the store refused this request's events ({reason}); the other requests committed with it were stored"
+            ),
+        ),
     })?;
     Ok(Ack {
         accepted: receipt.stored,

@@ -80,7 +80,7 @@ pub fn from_wit(wit: WitEvent, original: &Event) -> Result<Event, String> {
     if wit.event_type.is_empty() {
         return Err("event-type is empty".into());
     }
-    Ok(Event {
+    let mut event = Event {
         event_id,
         event_type: wit.event_type,
         timestamp,
@@ -97,7 +97,13 @@ pub fn from_wit(wit: WitEvent, original: &Event) -> Result<Event, String> {
         // The authenticated source is the host's to set, whatever the plugin says.
         source: original.source.clone(),
         metadata,
-    })
+    };
+    // The same rules as at ingest, so what a plugin hands back is storable on every store.
+    event.normalize();
+    if let Some((field, limit)) = event.oversized_field() {
+        return Err(format!("{field} is longer than its limit of {limit} bytes"));
+    }
+    Ok(event)
 }
 
 fn parse_metadata(text: &str) -> Result<Map<String, Value>, String> {

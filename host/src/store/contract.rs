@@ -163,7 +163,7 @@ pub async fn round_trip_preserves_every_field(store: Arc<dyn Store>) {
         empty_strings.clone(),
     ];
 
-    let results = store.append(batch, received(0)).await.expect("append");
+    let results = store.append(&batch, received(0)).await.expect("append");
     let want = (1..=4).map(|seq| Appended::Stored { seq }).collect::<Vec<_>>();
     assert_eq!(results, want);
 
@@ -181,8 +181,8 @@ pub async fn round_trip_preserves_every_field(store: Arc<dyn Store>) {
 }
 
 pub async fn received_at_is_stamped_per_batch(store: Arc<dyn Store>) {
-    store.append(events(2), received(5)).await.expect("append 1");
-    store.append(vec![event(2)], received(9)).await.expect("append 2");
+    store.append(&events(2), received(5)).await.expect("append 1");
+    store.append(&vec![event(2)], received(9)).await.expect("append 2");
     let rows = store.query(&all()).await.expect("query");
     let got: Vec<_> = rows.iter().map(|r| r.received_at).collect();
     assert_eq!(got, vec![received(5), received(5), received(9)]);
@@ -190,7 +190,7 @@ pub async fn received_at_is_stamped_per_batch(store: Arc<dyn Store>) {
 
 pub async fn resent_event_is_stored_once(store: Arc<dyn Store>) {
     let first = store
-        .append(vec![event(1), event(2)], received(0))
+        .append(&vec![event(1), event(2)], received(0))
         .await
         .expect("append");
     assert_eq!(first, vec![Appended::Stored { seq: 1 }, Appended::Stored { seq: 2 }]);
@@ -199,13 +199,13 @@ pub async fn resent_event_is_stored_once(store: Arc<dyn Store>) {
     let mut changed = event(2);
     changed.reason = Some("resent".into());
     let second = store
-        .append(vec![changed, event(3)], received(1))
+        .append(&vec![changed, event(3)], received(1))
         .await
         .expect("resend");
     assert_eq!(second, vec![Appended::Duplicate, Appended::Stored { seq: 3 }]);
 
     let again = store
-        .append(vec![event(1), event(2), event(3)], received(2))
+        .append(&vec![event(1), event(2), event(3)], received(2))
         .await
         .expect("resend all");
     assert_eq!(again, vec![Appended::Duplicate; 3]);
@@ -220,7 +220,7 @@ pub async fn repeated_id_within_batch_is_stored_once(store: Arc<dyn Store>) {
     let mut copy = event(1);
     copy.event_type = "copy".into();
     let results = store
-        .append(vec![event(1), copy, event(2), event(1)], received(0))
+        .append(&vec![event(1), copy, event(2), event(1)], received(0))
         .await
         .expect("append");
     assert_eq!(
@@ -239,10 +239,13 @@ pub async fn repeated_id_within_batch_is_stored_once(store: Arc<dyn Store>) {
 }
 
 pub async fn empty_batch_stores_nothing(store: Arc<dyn Store>) {
-    assert_eq!(store.append(Vec::new(), received(0)).await.expect("append"), Vec::new());
+    assert_eq!(
+        store.append(&Vec::new(), received(0)).await.expect("append"),
+        Vec::new()
+    );
     assert_eq!(store.count().await.expect("count"), 0);
     // And the next event still starts the chain at seq 1.
-    store.append(vec![event(1)], received(1)).await.expect("append");
+    store.append(&vec![event(1)], received(1)).await.expect("append");
     assert_chain_verifies(&*store).await;
 }
 
@@ -259,7 +262,7 @@ pub async fn seq_is_gapless_and_chain_links_verify(store: Arc<dyn Store>) {
         batch.push(full_event(next)); // repeated within the batch
         next += size;
         expected_count += i64::from(size);
-        let results = store.append(batch, received(i as i64)).await.expect("append");
+        let results = store.append(&batch, received(i as i64)).await.expect("append");
         let stored: Vec<i64> = results
             .iter()
             .filter_map(|r| match r {
@@ -282,7 +285,7 @@ pub async fn concurrent_appends_keep_the_chain_consistent(store: Arc<dyn Store>)
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             let batch: Vec<Event> = (0..50).map(|i| event(t * 1000 + i)).collect();
-            store.append(batch, received(i64::from(t))).await
+            store.append(&batch, received(i64::from(t))).await
         }));
     }
     let mut seqs_seen = HashSet::new();
@@ -321,7 +324,7 @@ async fn store_query_fixture(store: &dyn Store) -> Vec<Event> {
             e
         })
         .collect();
-    store.append(batch.clone(), received(0)).await.expect("fixture append");
+    store.append(&batch.clone(), received(0)).await.expect("fixture append");
     batch
 }
 
@@ -444,8 +447,8 @@ pub async fn query_pages_with_limit_and_after_seq(store: Arc<dyn Store>) {
 pub async fn count_and_ping_answer(store: Arc<dyn Store>) {
     store.ping().await.expect("ping on an empty store");
     assert_eq!(store.count().await.expect("count"), 0);
-    store.append(events(5), received(0)).await.expect("append");
-    store.append(events(7), received(1)).await.expect("append");
+    store.append(&events(5), received(0)).await.expect("append");
+    store.append(&events(7), received(1)).await.expect("append");
     assert_eq!(store.count().await.expect("count"), 7);
     store.ping().await.expect("ping");
 }

@@ -12,7 +12,9 @@
 //! hands every request its own slice of the results. The permits are returned after the answer,
 //! so the capacity bounds every event held in memory (queued or being committed).
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,7 @@ use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{Appended, Store};
+use super::{Appended, Store, StoreError};
 use crate::event::Event;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::telemetry::metrics;
@@ -83,6 +85,10 @@ pub enum CommitError {
     /// database again.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store refused this request's own events for their content (they were committed
+    /// apart from the rest of their group, which was stored): a resend fails the same way.
+    #[error("the store refused the events: {0}")]
+    Rejected(String),
     /// The request alone has more events than the whole queue holds.
     #[error("the request has more events than the store queue holds")]
     TooLarge,
@@ -276,60 +282,102 @@ impl Writer {
     /// the error. Permits are released as each request is answered.
     async fn commit_group(&self, group: Vec<Request>) {
         let total: usize = group.iter().map(|r| r.events.len()).sum();
-        let requests = group.len();
         let mut batch = Vec::with_capacity(total);
-        let mut waiters = Vec::with_capacity(requests);
+        let mut sizes = Vec::with_capacity(group.len());
+        let mut waiters = Vec::with_capacity(group.len());
         for Request {
             events,
             reply,
             _space: space,
         } in group
         {
-            waiters.push((events.len(), reply, space));
+            sizes.push(events.len());
+            waiters.push((reply, space));
             batch.extend(events);
         }
-
-        let started = Instant::now();
-        // A panicking store must not take the writer (and every later request) down with it.
-        let outcome = AssertUnwindSafe(self.store.append(batch, Utc::now()))
-            .catch_unwind()
-            .await;
-        let outcome = match outcome {
-            Ok(Ok(results)) if results.len() == total => Ok(results),
-            Ok(Ok(results)) => Err(format!("store returned {} results for {total} events", results.len())),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the store panicked while appending".to_owned()),
-        };
-
-        match outcome {
-            Ok(results) => {
-                let stored = results.iter().filter(|r| matches!(r, Appended::Stored { .. })).count();
-                metrics().store.committed(started.elapsed(), stored, total - stored);
-                tracing::debug!(
-                    events = total,
-                    requests,
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "group committed"
-                );
-                let mut results = results.into_iter();
-                for (n, reply, space) in waiters {
-                    // The caller may have gone away (client disconnected); its events are
-                    // stored regardless and a resend will be reported as duplicates.
-                    let _ = reply.send(Ok(results.by_ref().take(n).collect()));
-                    drop(space);
-                }
-            }
-            Err(message) => {
-                metrics().store.commit_failed();
-                tracing::warn!(events = total, requests, error = %message, "group commit failed; requests refused");
-                for (_, reply, space) in waiters {
-                    let _ = reply.send(Err(CommitError::Unavailable(message.clone())));
-                    drop(space);
-                }
-            }
+        let answers = self.commit_requests(&batch, &sizes).await;
+        for ((reply, space), answer) in waiters.into_iter().zip(answers) {
+            // The caller may have gone away (client disconnected); its events are stored
+            // regardless and a resend will be reported as duplicates.
+            let _ = reply.send(answer);
+            drop(space);
         }
     }
+
+    /// Commit the requests whose events are `batch`, `sizes[i]` events each in order, in one
+    /// transaction, and return each request's answer. When the store refuses the transaction
+    /// for what it holds ([`StoreError::Rejected`]) and it holds several requests, each half is
+    /// committed on its own, and so on down to single requests: only the requests whose own
+    /// events are refused fail (with [`CommitError::Rejected`]), the others are stored. Any
+    /// other failure fails every request of the transaction ([`CommitError::Unavailable`]).
+    fn commit_requests<'a>(
+        &'a self,
+        batch: &'a [Event],
+        sizes: &'a [usize],
+    ) -> Pin<Box<dyn Future<Output = Vec<Answer>> + Send + 'a>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            // A panicking store must not take the writer (and every later request) down with it.
+            let outcome = AssertUnwindSafe(self.store.append(&batch, Utc::now()))
+                .catch_unwind()
+                .await;
+            let total = batch.len();
+            let outcome = match outcome {
+                Ok(Ok(results)) if results.len() == total => Ok(results),
+                Ok(Ok(results)) => Err(StoreError::Database(format!(
+                    "store returned {} results for {total} events",
+                    results.len()
+                ))),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Database("the store panicked while appending".to_owned())),
+            };
+            match outcome {
+                Ok(results) => {
+                    let stored = results.iter().filter(|r| matches!(r, Appended::Stored { .. })).count();
+                    metrics().store.committed(started.elapsed(), stored, total - stored);
+                    tracing::debug!(
+                        events = total,
+                        requests = sizes.len(),
+                        elapsed_us = started.elapsed().as_micros() as u64,
+                        "group committed"
+                    );
+                    let mut results = results.into_iter();
+                    sizes.iter().map(|&n| Ok(results.by_ref().take(n).collect())).collect()
+                }
+                Err(StoreError::Rejected(reason)) if sizes.len() > 1 => {
+                    tracing::warn!(
+                        events = total,
+                        requests = sizes.len(),
+                        %reason,
+                        "the store refused a group for its content; committing its halves apart"
+                    );
+                    let half = sizes.len() / 2;
+                    let split = sizes[..half].iter().sum();
+                    let mut answers = self.commit_requests(&batch[..split], &sizes[..half]).await;
+                    answers.extend(self.commit_requests(&batch[split..], &sizes[half..]).await);
+                    answers
+                }
+                Err(StoreError::Rejected(reason)) => {
+                    metrics().store.rejected(total);
+                    tracing::warn!(events = total, %reason, "the store refused a request's events; refusing it");
+                    vec![Err(CommitError::Rejected(reason))]
+                }
+                Err(e) => {
+                    metrics().store.commit_failed();
+                    tracing::warn!(events = total, requests = sizes.len(), error = %e, "group commit failed; requests refused");
+                    let message = e.to_string();
+                    sizes
+                        .iter()
+                        .map(|_| Err(CommitError::Unavailable(message.clone())))
+                        .collect()
+                }
+            }
+        })
+    }
 }
+
+/// What one request is answered: the result per event, or why none was stored.
+type Answer = Result<Vec<Appended>, CommitError>;
 
 /// A request's queue space: its permits, counted in `auditflow_store_queue_depth` until they
 /// are returned (when the request is answered, or dropped unanswered).

@@ -82,6 +82,12 @@ pub enum StoreError {
     /// The database refused the operation or returned something unexpected.
     #[error("database error: {0}")]
     Database(String),
+    /// The database refused the batch for what it holds (a value too large for an index, a
+    /// value its type cannot hold): sending the same events again fails the same way, while
+    /// other events would go through. The message names the database's reason (SQLSTATE and a
+    /// fixed description), never a value.
+    #[error("the database refused the events: {0}")]
+    Rejected(String),
     /// The storage URL names a backend or option this build does not provide.
     #[error("{0}")]
     Unsupported(String),
@@ -93,14 +99,16 @@ pub enum StoreError {
 /// The storage contract every backend implements (tested by [`contract`]).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Store a batch in one transaction, stamped with `received_at`.
+    /// Store a batch in one transaction, stamped with `received_at`. Events are stored
+    /// [normalized](Event::normalize) (U+0000 → U+FFFD, `-0.0` → `0.0`), the same on every
+    /// backend.
     ///
     /// `event_id` is the idempotency key: an event whose id is already stored, or that repeats
     /// an id earlier in this batch, is skipped and reported as [`Appended::Duplicate`]. New
     /// events get consecutive `seq`s (store-wide, no gaps) and hash-chain links, in batch
     /// order. Returns one [`Appended`] per input event, in order. Nothing is visible to
     /// readers before the commit; on error nothing of the batch is stored.
-    async fn append(&self, batch: Vec<Event>, received_at: DateTime<Utc>) -> Result<Vec<Appended>, StoreError>;
+    async fn append(&self, batch: &[Event], received_at: DateTime<Utc>) -> Result<Vec<Appended>, StoreError>;
 
     /// Stored events matching `q`, ordered by `seq` ascending.
     async fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;

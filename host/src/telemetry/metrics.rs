@@ -423,7 +423,7 @@ impl StoreMetrics {
             events: counter(
                 meter,
                 "auditflow_store_events_total",
-                "Events in successful commits, by result: stored (new) or duplicate (event_id already stored).",
+                "Events the store writer finished with, by result: stored (new), duplicate (event_id already stored) or rejected (refused by the database for their content; their request got 422).",
             ),
             queue_depth: meter
                 .i64_up_down_counter("auditflow_store_queue_depth")
@@ -439,7 +439,7 @@ impl StoreMetrics {
                 .build(),
         };
         m.commit_errors.add(0, &[]);
-        for result in ["stored", "duplicate"] {
+        for result in ["stored", "duplicate", "rejected"] {
             m.events.add(0, &[KeyValue::new("result", result)]);
         }
         m.queue_depth.add(0, &[]);
@@ -461,6 +461,12 @@ impl StoreMetrics {
 
     pub fn commit_failed(&self) {
         self.commit_errors.add(1, &[]);
+    }
+
+    /// `events` of one request the store refused for their content (committed apart from their
+    /// group; not stored).
+    pub fn rejected(&self, events: usize) {
+        self.events.add(events as u64, &[KeyValue::new("result", "rejected")]);
     }
 
     /// `delta` events entered (positive) or left (negative) the writer's queue.

@@ -1,5 +1,7 @@
 //! Group commit against a real (in-memory SQLite) store wrapped in a test store that counts
-//! appends, can hold them at a gate, and can fail or panic on a chosen append.
+//! appends, can hold them at a gate, can fail or panic on a chosen append, and refuses every
+//! append holding an event of type `poison` for its content, as PostgreSQL refuses an index row
+//! that is too large.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,7 +61,7 @@ impl TestStore {
 
 #[async_trait]
 impl Store for TestStore {
-    async fn append(&self, batch: Vec<Event>, received_at: DateTime<Utc>) -> Result<Vec<Appended>, StoreError> {
+    async fn append(&self, batch: &[Event], received_at: DateTime<Utc>) -> Result<Vec<Appended>, StoreError> {
         let n = self.entered.fetch_add(1, Ordering::SeqCst) + 1;
         self.batches.lock().expect("lock").push(batch.len());
         self.gate.acquire().await.expect("gate").forget();
@@ -67,6 +69,9 @@ impl Store for TestStore {
         match fault {
             Some((at, Fault::Fail)) if at == n => Err(StoreError::Unavailable("injected failure".into())),
             Some((at, Fault::Panic)) if at == n => panic!("injected panic"),
+            _ if batch.iter().any(|e| e.event_type == "poison") => Err(StoreError::Rejected(
+                "test 54000: a value is too large for an index".into(),
+            )),
             _ => self.inner.append(batch, received_at).await,
         }
     }
@@ -173,6 +178,67 @@ async fn concurrent_commits_share_one_transaction() {
     );
     assert_eq!(gc.queue_depth(), 0, "permits were not returned");
     assert_chain_verifies(&*store).await;
+}
+
+/// A group the store refuses for one request's content is committed in halves until only the
+/// poison requests fail (with `Rejected`, not `Unavailable`); everyone else's events are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_request_fails_alone_and_the_rest_of_its_group_is_stored() {
+    let store = TestStore::new(true).await;
+    let (gc, _writer, first) = parked_writer(&store, config(10_000, 10_000)).await;
+    let poison = |n: u32| {
+        let mut events = range(n, 3);
+        events[1].event_type = "poison".into();
+        events
+    };
+    let mut callers = Vec::new();
+    for c in 0..16u32 {
+        let events = if c == 5 || c == 11 {
+            poison(c * 100)
+        } else {
+            range(c * 100, 3)
+        };
+        callers.push(spawn_commit(&gc, events));
+        until("the request to queue", || gc.queue_depth() == 1 + 3 * (c as usize + 1)).await;
+    }
+    store.release();
+    first.await.expect("task").expect("first");
+    for (c, caller) in callers.into_iter().enumerate() {
+        let answer = caller.await.expect("task");
+        if c == 5 || c == 11 {
+            match answer {
+                Err(CommitError::Rejected(reason)) => assert!(reason.contains("54000"), "{reason}"),
+                other => panic!("poison request {c}: {other:?}"),
+            }
+        } else {
+            assert_eq!(answer.expect("honest request").stored, 3, "request {c}");
+        }
+    }
+    assert_eq!(store.count().await.expect("count"), 1 + 14 * 3);
+    assert_chain_verifies(&*store).await;
+    // Every append of the bisection holds whole requests: 48 events in the first, then halves.
+    let batches = store.batches();
+    assert_eq!(batches[1], 48);
+    assert!(batches.iter().all(|b| b % 3 == 0 || *b == 1), "{batches:?}");
+}
+
+/// A failure that is not about the content fails the whole group as unavailable (503), without
+/// splitting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_fails_the_whole_group_unsplit() {
+    let store = TestStore::new(true).await;
+    let (gc, _writer, first) = parked_writer(&store, config(10_000, 10_000)).await;
+    store.fault_on(2, Fault::Fail);
+    let a = spawn_commit(&gc, range(0, 2));
+    until("a queued", || gc.queue_depth() == 3).await;
+    let b = spawn_commit(&gc, range(10, 2));
+    until("b queued", || gc.queue_depth() == 5).await;
+    store.release();
+    first.await.expect("task").expect("first");
+    for r in [a, b] {
+        assert!(matches!(r.await.expect("task"), Err(CommitError::Unavailable(_))));
+    }
+    assert_eq!(store.batches(), vec![1, 4], "an outage is not bisected");
 }
 
 #[tokio::test]

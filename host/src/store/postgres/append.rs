@@ -19,10 +19,10 @@
 //! committed before it started, including the previous lock holder's. The primary key of
 //! `event_ids` is the backstop either way: an event is never stored twice.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Number, Value};
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, Transaction};
@@ -104,14 +104,14 @@ pub(super) async fn append(
     pool: &PgPool,
     writer: &Mutex<WriterState>,
     checkpointing: Option<&Checkpointing>,
-    batch: Vec<Event>,
+    batch: &[Event],
     received_at: DateTime<Utc>,
 ) -> Result<Vec<Appended>, StoreError> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
     let received_at = to_micros(received_at);
-    let mut candidates = Candidates::new(batch);
+    let candidates = Candidates::new(batch);
 
     let mut state = writer.lock().await;
     // `None` (unknown) unless an attempt commits: a failed or dropped append leaves no stale tip.
@@ -119,7 +119,7 @@ pub(super) async fn append(
     let mut look_up = state.careful > 0;
     state.careful = state.careful.saturating_sub(1);
     loop {
-        let (results, attempt) = attempt(pool, cached, checkpointing, &mut candidates, received_at, look_up).await?;
+        let (results, attempt) = attempt(pool, cached, checkpointing, &candidates, received_at, look_up).await?;
         match attempt {
             Attempt::Committed { end, signed } => {
                 state.head = Some(end);
@@ -142,7 +142,7 @@ async fn attempt(
     pool: &PgPool,
     cached: Option<ChainHead>,
     checkpointing: Option<&Checkpointing>,
-    candidates: &mut Candidates,
+    candidates: &Candidates<'_>,
     received_at: DateTime<Utc>,
     look_up: bool,
 ) -> Result<(Vec<Appended>, Attempt), StoreError> {
@@ -210,7 +210,7 @@ async fn attempt(
 /// piece at a time. Returns the new chain head.
 async fn copy_events(
     conn: &mut PgConnection,
-    candidates: &mut Candidates,
+    candidates: &Candidates<'_>,
     plan: &Plan,
     start: ChainHead,
     received_at: DateTime<Utc>,
@@ -220,8 +220,8 @@ async fn copy_events(
     let mut head = start;
     let mut scratch = Vec::with_capacity(1024);
     for (k, (&i, &seq)) in plan.new.iter().zip(&plan.seqs).enumerate() {
-        let event = &mut candidates.events[i];
-        let metadata = make_storable(event);
+        let event = &candidates.events[i];
+        let metadata = chain::canonical_json(&event.metadata);
         scratch.clear();
         chain::write_canonical_parts(seq, received_at, event, &metadata, &mut scratch);
         let hash = chain::link(&head.hash, &scratch);
@@ -236,11 +236,11 @@ async fn copy_events(
     Ok(head)
 }
 
-/// A batch without its repeats: the events that may be new, in order, and for each input
-/// position the candidate it is (`None`: it repeats an earlier event of the batch, whose first
-/// copy wins).
-struct Candidates {
-    events: Vec<Event>,
+/// A batch without its repeats: the events that may be new, in order and
+/// [normalized](Event::normalized), and for each input position the candidate it is (`None`:
+/// it repeats an earlier event of the batch, whose first copy wins).
+struct Candidates<'a> {
+    events: Vec<Cow<'a, Event>>,
     positions: Vec<Option<usize>>,
 }
 
@@ -252,15 +252,15 @@ struct Plan {
     seqs: Vec<i64>,
 }
 
-impl Candidates {
-    fn new(batch: Vec<Event>) -> Candidates {
+impl<'a> Candidates<'a> {
+    fn new(batch: &'a [Event]) -> Candidates<'a> {
         let mut seen = HashSet::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
         let mut positions = Vec::with_capacity(batch.len());
         for event in batch {
             if seen.insert(event.event_id) {
                 positions.push(Some(events.len()));
-                events.push(event);
+                events.push(event.normalized());
             } else {
                 positions.push(None);
             }
@@ -359,127 +359,10 @@ async fn insert_checkpoint(conn: &mut PgConnection, cp: &Checkpoint) -> Result<(
     Ok(())
 }
 
-/// Make an event storable in PostgreSQL without changing what reads back, and return its
-/// canonical metadata JSON (what is stored and hashed). `text` and `jsonb` cannot hold U+0000,
-/// which is replaced by U+FFFD, and `jsonb` numbers cannot be negative zero, which becomes
-/// `0.0`. The chain hashes the event after this, so the stored row, its hash and what is read
-/// back agree. Ordinary events pass through untouched: the scalar fields are scanned with
-/// `memchr`, and the metadata tree is only walked when its JSON text contains `\u0000` or
-/// `-0.0` at all.
-pub(crate) fn make_storable(e: &mut Event) -> String {
-    fix_string(&mut e.event_type);
-    fix_string(&mut e.source);
-    if let Some(actor) = &mut e.actor {
-        fix_opt(&mut actor.kind);
-        fix_opt(&mut actor.id);
-    }
-    for field in [
-        &mut e.agent_id,
-        &mut e.server_name,
-        &mut e.tool_name,
-        &mut e.outcome,
-        &mut e.reason,
-        &mut e.request_id,
-        &mut e.correlation_id,
-        &mut e.source_ip,
-    ] {
-        fix_opt(field);
-    }
-    let json = chain::canonical_json(&e.metadata);
-    if !(json.contains("\\u0000") || json.contains("-0.0")) || !metadata_needs_fixing(&e.metadata) {
-        return json;
-    }
-    let metadata = std::mem::take(&mut e.metadata);
-    e.metadata = fix_object(metadata);
-    chain::canonical_json(&e.metadata)
-}
-
-fn fix_string(s: &mut String) {
-    if s.contains('\0') {
-        *s = s.replace('\0', "\u{fffd}");
-    }
-}
-
-fn fix_opt(s: &mut Option<String>) {
-    if let Some(s) = s {
-        fix_string(s);
-    }
-}
-
-fn is_negative_zero(n: &Number) -> bool {
-    n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) && n.is_f64()
-}
-
-fn metadata_needs_fixing(map: &Map<String, Value>) -> bool {
-    fn value(v: &Value) -> bool {
-        match v {
-            Value::String(s) => s.contains('\0'),
-            Value::Number(n) => is_negative_zero(n),
-            Value::Array(items) => items.iter().any(value),
-            Value::Object(map) => metadata_needs_fixing(map),
-            Value::Null | Value::Bool(_) => false,
-        }
-    }
-    map.iter().any(|(k, v)| k.contains('\0') || value(v))
-}
-
-fn fix_object(map: Map<String, Value>) -> Map<String, Value> {
-    map.into_iter()
-        .map(|(mut k, v)| {
-            fix_string(&mut k);
-            (k, fix_value(v))
-        })
-        .collect()
-}
-
-fn fix_value(v: Value) -> Value {
-    match v {
-        Value::String(mut s) => {
-            fix_string(&mut s);
-            Value::String(s)
-        }
-        Value::Number(n) if is_negative_zero(&n) => Value::Number(Number::from_f64(0.0).unwrap_or(n)),
-        Value::Array(items) => Value::Array(items.into_iter().map(fix_value).collect()),
-        Value::Object(map) => Value::Object(fix_object(map)),
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::contract;
-    use serde_json::json;
-
-    #[test]
-    fn nul_and_negative_zero_are_made_storable_everything_else_is_untouched() {
-        let mut e = contract::full_event(1);
-        let untouched = e.clone();
-        assert_eq!(make_storable(&mut e), chain::canonical_json(&untouched.metadata));
-        assert_eq!(e, untouched);
-        // Text that merely looks like the patterns is left alone.
-        e.metadata = json!({"s": "-0.0 and \\u0000"})
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let untouched = e.clone();
-        make_storable(&mut e);
-        assert_eq!(e, untouched);
-
-        e.reason = Some("a\0b".into());
-        e.metadata = json!({"k\0": ["x\0", -0.0, 0, -1.5, {"z": -0.0}]})
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let json = make_storable(&mut e);
-        assert_eq!(e.reason.as_deref(), Some("a\u{fffd}b"));
-        assert_eq!(
-            Value::Object(e.metadata.clone()),
-            json!({"k\u{fffd}": ["x\u{fffd}", 0.0, 0, -1.5, {"z": 0.0}]})
-        );
-        assert_eq!(json, chain::canonical_json(&e.metadata));
-        assert!(!metadata_needs_fixing(&e.metadata));
-    }
 
     #[test]
     fn the_begin_statement_takes_the_writer_lock() {
@@ -494,7 +377,7 @@ mod tests {
             contract::event(1),
             contract::event(3),
         ];
-        let candidates = Candidates::new(batch);
+        let candidates = Candidates::new(&batch);
         assert_eq!(candidates.events.len(), 3, "the repeat of event 1 is not a candidate");
         let plan = candidates
             .plan(&HashSet::from([contract::event(2).event_id]), 10)

@@ -130,7 +130,7 @@ impl Drop for PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn append(&self, batch: Vec<Event>, received_at: DateTime<Utc>) -> Result<Vec<Appended>, StoreError> {
+    async fn append(&self, batch: &[Event], received_at: DateTime<Utc>) -> Result<Vec<Appended>, StoreError> {
         append::append(
             &self.pool,
             &self.writer,
@@ -223,13 +223,18 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            let msg = format!("postgres {code}: {}", db.message());
-            // Classes: 08 connection exception, 53 insufficient resources, 57 operator
-            // intervention (shutdown, cancel), 58 system error (I/O), 40 transaction rollback
-            // (serialization failure, deadlock): all worth retrying.
             match code.get(..2) {
-                Some("08" | "53" | "57" | "58" | "40") => StoreError::Unavailable(msg),
-                _ => StoreError::Database(msg),
+                // Classes: 08 connection exception, 53 insufficient resources, 57 operator
+                // intervention (shutdown, cancel), 58 system error (I/O), 40 transaction
+                // rollback (serialization failure, deadlock): all worth retrying.
+                Some("08" | "53" | "57" | "58" | "40") => {
+                    StoreError::Unavailable(format!("postgres {code}: {}", db.message()))
+                }
+                // 22 data exception, 54 program limit exceeded (an index row too large): the
+                // events themselves. Their primary message may quote a value (22P02 does), so
+                // only the code and a fixed description are kept.
+                Some("22" | "54") => StoreError::Rejected(format!("postgres {code}: {}", rejected_reason(&code))),
+                _ => StoreError::Database(format!("postgres {code}: {}", db.message())),
             }
         }
         sqlx::Error::Io(_)
@@ -242,10 +247,28 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// What a content-related SQLSTATE means, in words that carry no value.
+fn rejected_reason(code: &str) -> &'static str {
+    match code {
+        "54000" => "a value is too large for an index",
+        "22001" => "a value is too long for its column",
+        "22021" => "a string is not valid in the database encoding",
+        "22P05" => "a string holds a character the database cannot store",
+        "22003" => "a number is out of range",
+        "22007" | "22008" => "a time is out of range",
+        c if c.starts_with("54") => "a value exceeds a database limit",
+        _ => "a value the database cannot store",
+    }
+}
+
 /// The message inside a [`StoreError`], without its prefix, for wrapping it in another.
 fn message(e: StoreError) -> String {
     match e {
-        StoreError::Unavailable(m) | StoreError::Database(m) | StoreError::Unsupported(m) | StoreError::Migrate(m) => m,
+        StoreError::Unavailable(m)
+        | StoreError::Database(m)
+        | StoreError::Rejected(m)
+        | StoreError::Unsupported(m)
+        | StoreError::Migrate(m) => m,
     }
 }
 

@@ -81,7 +81,7 @@ async fn events_land_in_their_month_or_the_default_partition() {
     let mut far_past = event(3);
     far_past.timestamp = Utc.with_ymd_and_hms(1971, 1, 1, 0, 0, 0).single().expect("time");
     store
-        .append(vec![current.clone(), far_future.clone(), far_past.clone()], now)
+        .append(&vec![current.clone(), far_future.clone(), far_past.clone()], now)
         .await
         .expect("append");
 
@@ -108,7 +108,7 @@ async fn a_month_that_gets_its_partition_later_takes_its_rows_from_default() {
     let mut e = event(1);
     e.timestamp = later;
     store
-        .append(vec![e.clone(), event(2)], Utc::now())
+        .append(&vec![e.clone(), event(2)], Utc::now())
         .await
         .expect("append");
     assert_eq!(partition_of(&store, e.event_id).await, "audit_events_default");
@@ -146,7 +146,7 @@ async fn two_replicas_on_one_database_keep_one_gapless_chain() {
         tasks.push(tokio::spawn(async move {
             for round in 0..5u32 {
                 let batch: Vec<_> = (0..40).map(|i| event(t * 10_000 + round * 100 + i)).collect();
-                store.append(batch, Utc::now()).await.expect("append");
+                store.append(&batch, Utc::now()).await.expect("append");
             }
         }));
     }
@@ -156,13 +156,13 @@ async fn two_replicas_on_one_database_keep_one_gapless_chain() {
     // Both replicas resending the same events store nothing new.
     let again = b
         .append(
-            events(3)
+            &events(3)
                 .into_iter()
                 .map(|mut e| {
                     e.event_id = event(0).event_id;
                     e
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
             Utc::now(),
         )
         .await
@@ -185,8 +185,8 @@ async fn hashes_are_byte_identical_to_sqlite() {
         .cloned()
         .unwrap_or_default();
     let at = contract::base_time();
-    pg.append(batch.clone(), at).await.expect("pg append");
-    sqlite.append(batch, at).await.expect("sqlite append");
+    pg.append(&batch, at).await.expect("pg append");
+    sqlite.append(&batch, at).await.expect("sqlite append");
     let pg_chain = assert_chain_verifies(&pg).await;
     let sqlite_chain = read_whole_chain(&sqlite).await;
     assert_eq!(pg_chain, sqlite_chain, "the stores disagree on rows or hashes");
@@ -199,7 +199,7 @@ async fn nul_characters_and_negative_zero_are_stored_and_still_verify() {
     let mut e = event(1);
     e.reason = Some("before\0after".into());
     e.metadata = json!({"k": "v\0", "z": -0.0}).as_object().cloned().unwrap_or_default();
-    store.append(vec![e, event(2)], Utc::now()).await.expect("append");
+    store.append(&vec![e, event(2)], Utc::now()).await.expect("append");
     let rows = store.query(&EventQuery::default()).await.expect("query");
     assert_eq!(rows[0].event.reason.as_deref(), Some("before\u{fffd}after"));
     assert_chain_verifies(&store).await;
@@ -217,11 +217,11 @@ async fn failed_batch_stores_nothing_and_the_chain_continues() {
     .execute(store.pool())
     .await
     .expect("trigger");
-    store.append(events(3), Utc::now()).await.expect("first batch");
+    store.append(&events(3), Utc::now()).await.expect("first batch");
     let mut batch: Vec<_> = (100..700).map(event).collect();
     batch[550].event_type = "poison".into();
     let err = store
-        .append(batch.clone(), Utc::now())
+        .append(&batch.clone(), Utc::now())
         .await
         .expect_err("poisoned batch must fail");
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
@@ -237,7 +237,7 @@ async fn failed_batch_stores_nothing_and_the_chain_continues() {
     assert_eq!(ids, 3);
 
     batch[550].event_type = "tool.call".into();
-    let results = store.append(batch, Utc::now()).await.expect("retry");
+    let results = store.append(&batch, Utc::now()).await.expect("retry");
     assert_eq!(results.first(), Some(&Appended::Stored { seq: 4 }));
     assert_eq!(results.last(), Some(&Appended::Stored { seq: 603 }));
     assert_eq!(assert_chain_verifies(&store).await.len(), 603);
@@ -257,7 +257,7 @@ async fn checkpoints_are_signed_every_n_events_and_when_idle() {
         }))
         .expect("enable");
     for chunk in events(250).chunks(50) {
-        store.append(chunk.to_vec(), Utc::now()).await.expect("append");
+        store.append(&chunk.to_vec(), Utc::now()).await.expect("append");
     }
     let seqs: Vec<i64> = store
         .checkpoints(0, 100)
@@ -268,7 +268,7 @@ async fn checkpoints_are_signed_every_n_events_and_when_idle() {
         .collect();
     assert_eq!(seqs, vec![50, 150, 250]);
     assert!(store.checkpoint().await.expect("idle").is_none(), "nothing new to sign");
-    store.append(vec![event(1000)], Utc::now()).await.expect("append");
+    store.append(&vec![event(1000)], Utc::now()).await.expect("append");
     let cp = store.checkpoint().await.expect("idle").expect("a tail to sign");
     assert_eq!(cp.seq, 251);
     assert!(cp.signature_is_valid(&key));
@@ -312,7 +312,7 @@ async fn quarantine_records_are_kept_once_per_event_and_stage() {
 async fn stored_rows_and_checkpoints_cannot_be_updated() {
     let db = TestDb::create("unit").await;
     let store = db.open().await;
-    store.append(events(1), Utc::now()).await.expect("append");
+    store.append(&events(1), Utc::now()).await.expect("append");
     let err = sqlx::query("UPDATE audit_events SET reason = 'edited'")
         .execute(store.pool())
         .await

@@ -6,6 +6,7 @@
 //! one `COMMIT` (the only fsync). Chunk sizes are powers of two, so the connection's statement
 //! cache holds at most nine prepared `INSERT`s, each reused for every batch.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
@@ -16,7 +17,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::{map_err, read, side_tables};
-use crate::event::{Event, StoredEvent, to_micros};
+use crate::event::{Event, to_micros};
 use crate::store::chain::{self, ChainHead};
 use crate::store::checkpoint::{self, Checkpointing};
 use crate::store::{Appended, StoreError};
@@ -47,9 +48,12 @@ static INSERT_SQL: LazyLock<Vec<Arc<str>>> = LazyLock::new(|| {
     sizes
 });
 
-/// A new row: the event with its `seq`, ready to insert.
-struct LinkedRow {
-    stored: StoredEvent,
+/// A new row: the ([normalized](Event::normalized)) event with its `seq`, its canonical
+/// metadata JSON and its chain link, ready to insert.
+struct LinkedRow<'a> {
+    seq: i64,
+    event: Cow<'a, Event>,
+    metadata: String,
     prev_hash: [u8; 32],
     hash: [u8; 32],
 }
@@ -59,7 +63,7 @@ pub(super) async fn append(
     writer: &SqlitePool,
     head: &Mutex<Option<ChainHead>>,
     checkpointing: Option<&Checkpointing>,
-    batch: Vec<Event>,
+    batch: &[Event],
     received_at: DateTime<Utc>,
 ) -> Result<Vec<Appended>, StoreError> {
     if batch.is_empty() {
@@ -81,11 +85,11 @@ pub(super) async fn append(
         None => read::chain_head(&mut *tx).await?,
     };
 
-    let stored_ids = existing_ids(&mut tx, &batch).await?;
+    let stored_ids = existing_ids(&mut tx, batch).await?;
     let (results, rows, end) = link_batch(batch, &stored_ids, start, received_at)?;
 
     for chunk in chunks(rows) {
-        insert_chunk(&mut tx, chunk).await?;
+        insert_chunk(&mut tx, &chunk, received_at).await?;
     }
     // A signed checkpoint in the same transaction when one is due (store/checkpoint.rs).
     let mut signed = None;
@@ -128,12 +132,12 @@ async fn existing_ids(conn: &mut SqliteConnection, batch: &[Event]) -> Result<Ha
 /// Decide stored/duplicate for each event, give the new ones consecutive `seq`s from `start`,
 /// and link each to the previous one. Returns the per-event results, the rows to insert and
 /// the new chain head.
-fn link_batch(
-    batch: Vec<Event>,
+fn link_batch<'a>(
+    batch: &'a [Event],
     stored_ids: &HashSet<Uuid>,
     start: ChainHead,
     received_at: DateTime<Utc>,
-) -> Result<(Vec<Appended>, Vec<LinkedRow>, ChainHead), StoreError> {
+) -> Result<(Vec<Appended>, Vec<LinkedRow<'a>>, ChainHead), StoreError> {
     let mut results = Vec::with_capacity(batch.len());
     let mut rows = Vec::with_capacity(batch.len());
     let mut seen = HashSet::with_capacity(batch.len());
@@ -148,16 +152,15 @@ fn link_batch(
             .seq
             .checked_add(1)
             .ok_or_else(|| StoreError::Database("sequence number exhausted".into()))?;
-        let stored = StoredEvent {
-            seq,
-            received_at,
-            event,
-        };
+        let event = event.normalized();
+        let metadata = chain::canonical_json(&event.metadata);
         scratch.clear();
-        chain::write_canonical_bytes(&stored, &mut scratch);
+        chain::write_canonical_parts(seq, received_at, &event, &metadata, &mut scratch);
         let hash = chain::link(&head.hash, &scratch);
         rows.push(LinkedRow {
-            stored,
+            seq,
+            event,
+            metadata,
             prev_hash: head.hash,
             hash,
         });
@@ -179,7 +182,7 @@ fn chunk_sizes(mut n: usize) -> Vec<usize> {
     sizes
 }
 
-fn chunks(rows: Vec<LinkedRow>) -> Vec<Vec<LinkedRow>> {
+fn chunks(rows: Vec<LinkedRow<'_>>) -> Vec<Vec<LinkedRow<'_>>> {
     let sizes = chunk_sizes(rows.len());
     let mut rest = rows.into_iter();
     sizes
@@ -188,7 +191,11 @@ fn chunks(rows: Vec<LinkedRow>) -> Vec<Vec<LinkedRow>> {
         .collect()
 }
 
-async fn insert_chunk(conn: &mut SqliteConnection, rows: Vec<LinkedRow>) -> Result<(), StoreError> {
+async fn insert_chunk(
+    conn: &mut SqliteConnection,
+    rows: &[LinkedRow<'_>],
+    received_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let Some(sql) = INSERT_SQL.get(rows.len().ilog2() as usize) else {
         return Err(StoreError::Database(format!(
             "no insert statement for {} rows",
@@ -197,34 +204,29 @@ async fn insert_chunk(conn: &mut SqliteConnection, rows: Vec<LinkedRow>) -> Resu
     };
     let mut q = sqlx::query(AssertSqlSafe(Arc::clone(sql)));
     for row in rows {
-        // Owned strings move into the arguments without copying their bytes.
-        let metadata = chain::canonical_json(&row.stored.event.metadata);
-        let e = row.stored.event;
-        let (actor_type, actor_id) = match e.actor {
-            Some(a) => (a.kind, a.id),
-            None => (None, None),
-        };
+        // Borrowed strings go into the arguments without copying their bytes.
+        let e = &*row.event;
         q = q
-            .bind(row.stored.seq)
+            .bind(row.seq)
             .bind(e.event_id.to_string())
-            .bind(e.event_type)
+            .bind(e.event_type.as_str())
             .bind(e.timestamp.timestamp_micros())
-            .bind(actor_type)
-            .bind(actor_id)
-            .bind(e.agent_id)
-            .bind(e.server_name)
-            .bind(e.tool_name)
+            .bind(e.actor_type())
+            .bind(e.actor_id())
+            .bind(e.agent_id.as_deref())
+            .bind(e.server_name.as_deref())
+            .bind(e.tool_name.as_deref())
             .bind(e.decision.map(|d| d.as_str()))
-            .bind(e.outcome)
-            .bind(e.reason)
-            .bind(e.request_id)
-            .bind(e.correlation_id)
-            .bind(e.source_ip)
-            .bind(e.source)
-            .bind(metadata)
-            .bind(row.stored.received_at.timestamp_micros())
-            .bind(row.prev_hash.to_vec())
-            .bind(row.hash.to_vec());
+            .bind(e.outcome.as_deref())
+            .bind(e.reason.as_deref())
+            .bind(e.request_id.as_deref())
+            .bind(e.correlation_id.as_deref())
+            .bind(e.source_ip.as_deref())
+            .bind(e.source.as_str())
+            .bind(row.metadata.as_str())
+            .bind(received_at.timestamp_micros())
+            .bind(&row.prev_hash[..])
+            .bind(&row.hash[..]);
     }
     q.execute(&mut *conn).await.map_err(map_err)?;
     Ok(())

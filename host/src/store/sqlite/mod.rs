@@ -114,7 +114,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn append(&self, batch: Vec<Event>, received_at: DateTime<Utc>) -> Result<Vec<Appended>, StoreError> {
+    async fn append(&self, batch: &[Event], received_at: DateTime<Utc>) -> Result<Vec<Appended>, StoreError> {
         append::append(
             &self.writer,
             &self.head,
@@ -221,12 +221,18 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
     const IOERR: i32 = 10;
     const FULL: i32 = 13;
     const CANTOPEN: i32 = 14;
+    const TOOBIG: i32 = 18;
+    const MISMATCH: i32 = 20;
     match e {
         sqlx::Error::Database(db) => {
             let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
             let msg = format!("sqlite code {code}: {}", db.message());
             match code & 0xff {
                 BUSY | LOCKED | READONLY | IOERR | FULL | CANTOPEN => StoreError::Unavailable(msg),
+                // The events themselves: a string or blob too big, a value of the wrong type.
+                TOOBIG | MISMATCH => {
+                    StoreError::Rejected(format!("sqlite code {code}: a value the database cannot store"))
+                }
                 _ => StoreError::Database(msg),
             }
         }

@@ -88,13 +88,13 @@ async fn failed_batch_stores_nothing_and_the_chain_continues() {
         .await
         .expect("open");
     install_poison_trigger(&store).await;
-    store.append(events(3), chrono::Utc::now()).await.expect("first batch");
+    store.append(&events(3), chrono::Utc::now()).await.expect("first batch");
 
     // 600 events: the poisoned one sits in the third insert chunk.
     let mut batch: Vec<_> = (100..700).map(event).collect();
     batch[550].event_type = "poison".into();
     let err = store
-        .append(batch.clone(), chrono::Utc::now())
+        .append(&batch.clone(), chrono::Utc::now())
         .await
         .expect_err("poisoned batch must fail");
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
@@ -117,7 +117,7 @@ async fn failed_batch_stores_nothing_and_the_chain_continues() {
     // The same events without the poison: nothing of the failed attempt counts as a duplicate,
     // and seqs continue from 4 with a valid chain.
     batch[550].event_type = "tool.call".into();
-    let results = store.append(batch, chrono::Utc::now()).await.expect("retry");
+    let results = store.append(&batch, chrono::Utc::now()).await.expect("retry");
     assert_eq!(results.first(), Some(&Appended::Stored { seq: 4 }));
     assert_eq!(results.last(), Some(&Appended::Stored { seq: 603 }));
     assert!(results.iter().all(|r| matches!(r, Appended::Stored { .. })));
@@ -130,7 +130,7 @@ async fn readers_never_see_part_of_a_batch() {
     let n = 5000;
     let writer = {
         let store = Arc::clone(&store);
-        tokio::spawn(async move { store.append(events(n), chrono::Utc::now()).await })
+        tokio::spawn(async move { store.append(&events(n), chrono::Utc::now()).await })
     };
     // Poll while the batch is being inserted (20 chunks); every observation must be all or
     // nothing.
@@ -157,14 +157,14 @@ async fn reopened_store_continues_seq_and_chain() {
     let url = format!("sqlite://{}", dir.path().join("audit.db").display());
     {
         let store = SqliteStore::open(&url).await.expect("open");
-        store.append(events(5), chrono::Utc::now()).await.expect("append");
+        store.append(&events(5), chrono::Utc::now()).await.expect("append");
         store.writer.close().await;
         store.reader.close().await;
     }
     let store = SqliteStore::open(&url).await.expect("reopen");
     // Resends across a restart are still duplicates; new events continue the chain.
     let results = store
-        .append(vec![event(4), event(5)], chrono::Utc::now())
+        .append(&vec![event(4), event(5)], chrono::Utc::now())
         .await
         .expect("append");
     assert_eq!(results, vec![Appended::Duplicate, Appended::Stored { seq: 6 }]);
@@ -218,7 +218,7 @@ async fn database_runs_in_wal_mode_with_full_sync() {
 #[tokio::test]
 async fn stored_rows_cannot_be_updated() {
     let store = SqliteStore::open("sqlite::memory:").await.expect("open");
-    store.append(events(1), chrono::Utc::now()).await.expect("append");
+    store.append(&events(1), chrono::Utc::now()).await.expect("append");
     let update = sqlx::query("UPDATE audit_events SET reason = 'edited'")
         .execute(&store.writer)
         .await;
@@ -233,7 +233,10 @@ async fn columns_hold_canonical_values() {
     // Sub-microsecond precision is dropped on the way in.
     e.timestamp += chrono::Duration::nanoseconds(999);
     let ts_us = e.timestamp.timestamp_micros();
-    store.append(vec![e.clone()], chrono::Utc::now()).await.expect("append");
+    store
+        .append(&vec![e.clone()], chrono::Utc::now())
+        .await
+        .expect("append");
     let row = sqlx::query("SELECT event_id, ts_us, decision, metadata, length(hash) AS hl FROM audit_events")
         .fetch_one(&store.writer)
         .await
