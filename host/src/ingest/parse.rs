@@ -32,6 +32,11 @@
 //! | `decision` | optional, `allow` or `deny` |
 //! | `metadata` | optional object: **where senders put anything else** |
 //!
+//! Each typed field has a length limit in UTF-8 bytes ([`FIELD_LIMITS`](crate::event::FIELD_LIMITS):
+//! `event_type` 128, `actor.id` 512, `request_id` 256, …; metadata keys 256); a longer one is
+//! 422 naming the field and the limit. U+0000 in any string becomes U+FFFD and a metadata
+//! `-0.0` becomes `0.0` ([`Event::normalize`]), the same on both stores.
+//!
 //! `null` counts as absent everywhere. Any other top-level field is refused (422 naming it), so a
 //! typo never silently drops data; extra data belongs in `metadata`. `source` is set from the
 //! ingest token that authenticated the request — a `source` in the body is refused like any
@@ -413,15 +418,38 @@ fn skip_ws(body: &[u8], mut pos: usize) -> usize {
     pos
 }
 
-/// Longest field name repeated in an error (names come from the body).
-const MAX_FIELD_NAME: usize = 64;
+/// The top-level fields of the canonical event and of SARK's payload: the only key names an
+/// error repeats as they are.
+const KNOWN_FIELDS: &[&str] = &[
+    "event_id",
+    "event_type",
+    "timestamp",
+    "actor",
+    "agent_id",
+    "server_name",
+    "tool_name",
+    "decision",
+    "outcome",
+    "reason",
+    "request_id",
+    "correlation_id",
+    "source_ip",
+    "source",
+    "metadata",
+    "user_id",
+    "gateway_request_id",
+];
 
-/// A field name as it appears in an error: shortened if very long.
+/// How an error names a key from the body. A known field is named as it is; any other key is a
+/// name the sender chose and may itself be a secret (`{"sk_live_…": 1}`, an email address), so
+/// it is named by a digest instead: `key#` and the first 8 hex digits of the SHA-256 of the
+/// name, which a sender can compute for the keys it sent (`printf %s KEY | sha256sum`).
 pub(crate) fn field_name(name: &str) -> String {
-    match name.char_indices().nth(MAX_FIELD_NAME) {
-        Some((cut, _)) => format!("{}…", &name[..cut]),
-        None => name.to_owned(),
+    if KNOWN_FIELDS.contains(&name) {
+        return name.to_owned();
     }
+    use sha2::{Digest, Sha256};
+    format!("key#{}", hex::encode(&Sha256::digest(name.as_bytes())[..4]))
 }
 
 /// "a string", "an object", ... — the type of a value, never the value.
@@ -633,29 +661,49 @@ fn canonical_event(index: usize, object: Map<String, Value>, source: &str) -> Re
                 return Err(invalid(
                     index,
                     &field_name(field),
-                    "is not a field of the canonical event; put extra data in `metadata`",
+                    "is not a field of the canonical event (event_id, event_type, timestamp, actor, agent_id, \
+                     server_name, tool_name, decision, outcome, reason, request_id, correlation_id, source_ip, \
+                     metadata); put extra data in `metadata`",
                 ));
             }
         }
     }
 
-    Ok(Event {
-        event_id: event_id.unwrap_or_else(Uuid::now_v7),
-        event_type: event_type.ok_or_else(|| missing(index, "event_type"))?,
-        timestamp: timestamp.ok_or_else(|| missing(index, "timestamp"))?,
-        actor,
-        agent_id,
-        server_name,
-        tool_name,
-        decision,
-        outcome,
-        reason,
-        request_id,
-        correlation_id,
-        source_ip,
-        source: source.to_owned(),
-        metadata,
-    })
+    finish(
+        index,
+        Event {
+            event_id: event_id.unwrap_or_else(Uuid::now_v7),
+            event_type: event_type.ok_or_else(|| missing(index, "event_type"))?,
+            timestamp: timestamp.ok_or_else(|| missing(index, "timestamp"))?,
+            actor,
+            agent_id,
+            server_name,
+            tool_name,
+            decision,
+            outcome,
+            reason,
+            request_id,
+            correlation_id,
+            source_ip,
+            source: source.to_owned(),
+            metadata,
+        },
+    )
+}
+
+/// The last step of every route's mapping: [normalize](Event::normalize) the event (U+0000 →
+/// U+FFFD, `-0.0` → `0.0`, as both stores keep it) and refuse a field longer than its
+/// [`FIELD_LIMITS`](crate::event::FIELD_LIMITS) entry with 422 naming the field and the limit.
+pub(crate) fn finish(index: usize, mut event: Event) -> Result<Event, ApiError> {
+    event.normalize();
+    match event.oversized_field() {
+        None => Ok(event),
+        Some((field, limit)) => Err(invalid(
+            index,
+            field,
+            format_args!("is longer than its limit of {limit} bytes; put long data in `metadata`"),
+        )),
+    }
 }
 
 fn optional_event_id(index: usize, value: Value) -> Result<Option<Uuid>, ApiError> {
@@ -940,7 +988,7 @@ mod tests {
     #[test]
     fn depth_scan_finds_the_field_past_escaped_quotes_and_brackets_in_strings() {
         let body = br#"{"a\"{[":"[[[{","b":[[[1]]]}"#;
-        assert_eq!(field_nesting_past(body, 3).as_deref(), Some("b"));
+        assert_eq!(field_nesting_past(body, 3), Some(field_name("b")));
         assert_eq!(field_nesting_past(body, 4), None);
     }
 
@@ -1167,7 +1215,7 @@ mod tests {
         let e = json(&event_with("actor", json!({"id": 7}))).unwrap_err();
         assert_422(&e, 0, Some("actor.id"));
         let e = json(&event_with("actor", json!({"type": "user", "email": "a@b"}))).unwrap_err();
-        assert_422(&e, 0, Some("actor.email"));
+        assert_422(&e, 0, Some(&format!("actor.{}", field_name("email"))));
         let e = json(&event_with("actor", json!({}))).unwrap().remove(0);
         assert_eq!(e.actor, None);
     }
@@ -1181,18 +1229,37 @@ mod tests {
     #[test]
     fn unknown_top_level_field_is_422_pointing_at_metadata() {
         let e = json(&format!(r#"[{OK}, {{"event_type":"x","timestamp":1,"user":"alice"}}]"#)).unwrap_err();
-        assert_422(&e, 1, Some("user"));
+        // sha256("user") = 04f8996d…
+        assert_422(&e, 1, Some("key#04f8996d"));
         assert!(e.error.contains("metadata"), "{e}");
         assert!(!e.error.contains("alice"), "{e}");
     }
 
     #[test]
-    fn very_long_unknown_field_name_is_shortened_in_the_error() {
-        let name = "k".repeat(10_000);
-        let e = json(&event_with(&name, json!(1))).unwrap_err();
-        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(e.field.as_ref().unwrap().len() < 100, "{:?}", e.field);
-        assert!(e.error.len() < 300);
+    fn key_names_chosen_by_the_sender_are_never_echoed() {
+        for key in [
+            "sk_live_51HkQ2eLx0secretkey0000",
+            "alice@example.com",
+            &"k".repeat(10_000),
+        ] {
+            let e = json(&event_with(key, json!("x"))).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+            let field = e.field.clone().unwrap_or_default();
+            assert!(field.starts_with("key#") && field.len() == 12, "{field}");
+            let text = format!("{e} {field}");
+            assert!(!text.contains(&key[..8]), "{text}");
+            // Nested under actor, and too deep, alike.
+            let e = json(&event_with("actor", json!({ key: "x" }))).unwrap_err();
+            assert!(!format!("{e} {:?}", e.field).contains(&key[..8]), "{e}");
+        }
+        let limits = Limits {
+            max_depth: 2,
+            ..Limits::default()
+        };
+        let deep = event_with("sk_live_deep_secret", json!({"a": {"b": 1}}));
+        let e = parse_events(deep.as_bytes(), BodyFormat::Json, &limits, "t").unwrap_err();
+        assert!(!format!("{e} {:?}", e.field).contains("sk_live"), "{e}");
+        assert!(e.field.unwrap().starts_with("key#"));
     }
 
     #[test]
