@@ -154,6 +154,15 @@ fn sark_event(index: usize, object: Map<String, Value>, source: &str) -> Result<
             metadata,
         },
     )
+    .map_err(|mut e| {
+        // Name SARK's own fields, not the canonical ones they became.
+        e.field = e.field.map(|f| match f.as_str() {
+            "request_id" => "gateway_request_id".to_owned(),
+            "actor.id" => "user_id".to_owned(),
+            _ => f,
+        });
+        e
+    })
 }
 
 #[cfg(test)]

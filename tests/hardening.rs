@@ -1,0 +1,232 @@
+//! End-to-end tests of what an adversarial trial broke (the hardening issue's findings), each
+//! against a running server: oversized indexed fields on PostgreSQL, key names echoed in
+//! errors, NUL characters stored differently by the two stores, tokens that outlived a reload,
+//! slow and idle connections, in-flight body memory, metric labels from event contents,
+//! idempotency across senders, and the config and CLI holes.
+
+mod common;
+#[path = "common/pg.rs"]
+mod pg;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use pg::TestDb;
+use serde_json::{Value, json};
+
+fn event(i: usize) -> Value {
+    json!({"event_type": "tool_invoke", "timestamp": "2026-11-01T00:00:00Z",
+           "actor": {"type": "user", "id": format!("user-{i}")}, "decision": "allow"})
+}
+
+async fn post_json(server: &TestServer, token: &str, body: &Value) -> (u16, Value) {
+    let resp = http()
+        .post(server.url("/v1/events"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn plain_config(storage: &str, extra: &str) -> String {
+    format!(
+        "[[auth.tokens]]\nname = \"gateway\"\nenv = \"AUDITFLOW_TOKEN\"\n\
+         [storage]\nurl = \"{storage}\"\n{extra}\n"
+    )
+}
+
+/// Finding 1: a 2.8 KB `request_id` (or SARK `gateway_request_id`) used to pass validation and
+/// make PostgreSQL refuse the whole group commit (54000) with 503 forever. It is now refused at
+/// ingest with 422 naming the field and its limit, on both stores alike, and an honest request
+/// is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_indexed_fields_are_422_naming_the_field_on_both_stores() {
+    let db = TestDb::create("poison").await;
+    for storage in [db.url(), "sqlite://events.db".to_owned()] {
+        let server = TestServer::start(&plain_config(&storage, ""));
+        let incompressible: String = (0..2800).map(|i| char::from(b'!' + (i * 7 % 90) as u8)).collect();
+        let mut poison = event(1);
+        poison["request_id"] = json!(incompressible);
+        let (status, body) = post_json(&server, TOKEN, &json!([event(0), poison])).await;
+        assert_eq!(status, 422, "{storage}: {body}");
+        assert_eq!(
+            (body["index"].as_u64(), body["field"].as_str()),
+            (Some(1), Some("request_id")),
+            "{body}"
+        );
+        assert!(body["error"].as_str().unwrap().contains("256 bytes"), "{body}");
+
+        let sark = json!({"event_type": "tool_invoke", "user_id": "u", "decision": "allow", "reason": "r",
+                          "timestamp": 1_736_937_000, "gateway_request_id": incompressible});
+        let resp = http()
+            .post(server.url("/api/v1/gateway/audit"))
+            .header("X-Gateway-Api-Key", TOKEN)
+            .json(&sark)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 422);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["field"], "gateway_request_id", "SARK's own field name: {body}");
+
+        let (status, body) = post_json(&server, TOKEN, &json!([event(2)])).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            stored_rows(&server).len(),
+            1,
+            "{storage}: nothing of the refused requests is stored"
+        );
+    }
+}
+
+/// Finding 5: a key name the sender chose is never echoed in an error body or the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn error_bodies_and_logs_never_echo_key_names() {
+    let server = TestServer::start(&plain_config("sqlite://events.db", ""));
+    for key in ["sk_live_51HkQ2eLx0TESTSECRET", "alice.secret@example.com"] {
+        let mut e = event(0);
+        e[key] = json!("x");
+        let (status, body) = post_json(&server, TOKEN, &e).await;
+        assert_eq!(status, 422);
+        assert!(!body.to_string().contains(&key[..10]), "{body}");
+        assert!(body["field"].as_str().unwrap().starts_with("key#"), "{body}");
+    }
+    assert!(!server.log().contains("sk_live"), "the log echoes a key");
+}
+
+/// Finding 9: a NUL in a string used to become U+FFFD on PostgreSQL and stay a NUL on SQLite;
+/// both now store U+FFFD.
+#[tokio::test(flavor = "multi_thread")]
+async fn nul_characters_are_stored_the_same_on_both_stores() {
+    let db = TestDb::create("nul").await;
+    let mut stored = Vec::new();
+    for storage in [db.url(), "sqlite://events.db".to_owned()] {
+        let server = TestServer::start(&plain_config(&storage, ""));
+        let mut e = event(0);
+        e["event_id"] = json!("0192f3a0-0000-7000-8000-000000000009");
+        e["reason"] = json!("before\u{0}after");
+        e["metadata"] = json!({"k\u{0}": ["x\u{0}", -0.0]});
+        let (status, body) = post_json(&server, TOKEN, &e).await;
+        assert_eq!(status, 200, "{body}");
+        let row = stored_rows(&server).remove(0);
+        assert_eq!(row["reason"], "before\u{fffd}after");
+        assert_eq!(row["metadata"], json!({"k\u{fffd}": ["x\u{fffd}", 0.0]}));
+        stored.push((row["reason"].clone(), row["metadata"].clone()));
+    }
+    assert_eq!(stored[0], stored[1]);
+}
+
+/// Finding 7: a token removed from the config stopped being refused only after a restart. A
+/// reload now swaps the credentials: removed tokens get 401, added ones work, and a reload
+/// whose token cannot be read is refused with the old credentials kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_applies_added_removed_and_rotated_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("old.token"), "old-secret").unwrap();
+    let tokens = |files: &[&str]| -> String {
+        files
+            .iter()
+            .map(|f| format!("[[auth.tokens]]\nname = \"{f}\"\nfile = \"{f}.token\"\n"))
+            .collect::<String>()
+            + "[storage]\nurl = \"sqlite://events.db\"\n"
+    };
+    let server = TestServer::start_in(dir, &tokens(&["old"]));
+    assert_eq!(post_json(&server, "old-secret", &event(0)).await.0, 200);
+
+    std::fs::write(server.dir.path().join("new.token"), "new-secret").unwrap();
+    std::fs::write(&server.config_path, tokens(&["new"])).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("reload: new pipeline in service", 1).await;
+    assert_eq!(
+        post_json(&server, "old-secret", &event(1)).await.0,
+        401,
+        "a removed token still works"
+    );
+    assert_eq!(post_json(&server, "new-secret", &event(2)).await.0, 200);
+
+    std::fs::write(&server.config_path, tokens(&["new", "missing"])).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("reload refused", 1).await;
+    assert!(server.log().contains("missing.token"), "the refusal names the file");
+    assert_eq!(
+        post_json(&server, "new-secret", &event(3)).await.0,
+        200,
+        "the old credentials stay"
+    );
+    let sources: Vec<Value> = stored_rows(&server).iter().map(|r| r["source"].clone()).collect();
+    assert_eq!(sources, [json!("old"), json!("new"), json!("new")]);
+}
+
+/// Finding 4: 200 connections that send nothing, or send a request head slowly, are closed by
+/// the header timeout; meanwhile a valid request is acknowledged within a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_and_idle_connections_are_closed_and_do_not_block_others() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(&plain_config(
+        "sqlite://events.db",
+        "[server]\nheader_timeout_ms = 1000\nidle_timeout_ms = 1500\n",
+    ));
+    let mut idle = Vec::new();
+    for i in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        if i % 2 == 0 {
+            // Slowloris: a request head that never ends.
+            s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        }
+        idle.push(s);
+    }
+    let started = Instant::now();
+    let (status, body) = post_json(&server, TOKEN, &event(0)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut closed = 0;
+    for mut s in idle {
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_secs(2), tokio::io::AsyncReadExt::read(&mut s, &mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            Ok(Ok(_)) => closed += 1, // an error answer, then close
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 200, "every idle or slow connection was closed");
+    let metrics = server.metrics().await;
+    assert!(sample(&metrics, "auditflow_connections_closed_total", &["reason=\"timeout\""]) >= 100.0);
+}
+
+/// Finding 4: past `max_connections` a new connection is closed at once (counted), and once the
+/// timeouts free the slots requests are served again.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_cap_are_closed_until_slots_free_up() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start(&plain_config(
+        "sqlite://events.db",
+        "[server]\nheader_timeout_ms = 800\nmax_connections = 5\n",
+    ));
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(tokio::net::TcpStream::connect(&server.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_millis(500), extra.read(&mut buf)).await;
+    assert!(
+        matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+        "the sixth connection is closed at once: {n:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _) = post_json(&server, TOKEN, &event(0)).await;
+    assert_eq!(status, 200, "served again once the timeouts closed the idle five");
+    let metrics = server.metrics().await;
+    assert!(sample(&metrics, "auditflow_connections_closed_total", &["reason=\"limit\""]) >= 1.0);
+    drop(held);
+}
