@@ -230,3 +230,38 @@ async fn connections_past_the_cap_are_closed_until_slots_free_up() {
     assert!(sample(&metrics, "auditflow_connections_closed_total", &["reason=\"limit\""]) >= 1.0);
     drop(held);
 }
+
+/// Finding 3: an `event_type` such as `sk_live_…` became a metric label. Only the operator's
+/// allow-list does now; everything else is `other`.
+#[tokio::test(flavor = "multi_thread")]
+async fn event_types_become_labels_only_from_the_allow_list() {
+    let server = TestServer::start(&format!(
+        "{}[telemetry]\nevent_type_labels = [\"tool_invoke\", \"policy_change\"]\n",
+        plain_config("sqlite://events.db", "")
+    ));
+    let mut events = Vec::new();
+    for t in [
+        "sk_live_51HkQ2eLx0TESTSECRET",
+        "tool_invoke",
+        "policy_change",
+        "discovery",
+    ] {
+        let mut e = event(0);
+        e["event_type"] = json!(t);
+        events.push(e);
+    }
+    assert_eq!(post_json(&server, TOKEN, &json!(events)).await.0, 200);
+    let metrics = server.metrics().await;
+    assert!(!metrics.contains("sk_live"), "an event type became a label");
+    let count = |t: &str| {
+        sample(
+            &metrics,
+            "auditflow_ingest_events_total",
+            &[&format!("event_type=\"{t}\"")],
+        )
+    };
+    assert_eq!(
+        (count("tool_invoke"), count("policy_change"), count("other")),
+        (1.0, 1.0, 2.0)
+    );
+}

@@ -121,9 +121,16 @@ pub struct TelemetryConfig {
     /// to this URL, the collector's full traces endpoint (e.g.
     /// `http://127.0.0.1:4318/v1/traces`; plain http only). Default: unset, no export.
     pub otlp_endpoint: Option<String>,
-    /// Distinct `event_type` values counted under their own metric label; later ones are
-    /// counted as `other`, so a sender cannot blow up the metric cardinality. Default 50.
-    pub event_type_label_limit: usize,
+    /// The `event_type` values counted under their own metric label
+    /// (`auditflow_ingest_events_total{event_type}`); every other type is counted as `other`,
+    /// so no label value ever comes from event content the operator did not list. Default:
+    /// SARK's gateway types `tool_invoke`, `a2a_communication`, `discovery`. Reloaded with the
+    /// pipeline.
+    pub event_type_labels: Vec<String>,
+    /// Deprecated and ignored (the first values seen used to become labels; a sender could put
+    /// event contents into them): list the types in `event_type_labels`. Accepted so an older
+    /// config still loads; a warning says so.
+    pub event_type_label_limit: Option<usize>,
     /// Serve `metrics_listen` over HTTPS (`[telemetry.tls]`, the same keys as `[server.tls]`;
     /// with `client_ca_file` and `require_client_cert`, only scrapers holding a client
     /// certificate from that CA get in). Default: unset, plain HTTP.
@@ -135,7 +142,10 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             metrics_listen: None,
             otlp_endpoint: None,
-            event_type_label_limit: 50,
+            event_type_labels: ["tool_invoke", "a2a_communication", "discovery"]
+                .map(String::from)
+                .to_vec(),
+            event_type_label_limit: None,
             tls: None,
         }
     }
@@ -915,6 +925,19 @@ impl Config {
                 "telemetry.tls".into(),
                 "applies to telemetry.metrics_listen, which is not set (metrics share server.listen and its server.tls)".into(),
             ));
+        }
+        for (i, value) in self.telemetry.event_type_labels.iter().enumerate() {
+            let name_like = !value.is_empty()
+                && value.len() <= 64
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'/'));
+            if !name_like || value == "other" {
+                return Err((
+                    format!("telemetry.event_type_labels[{i}]"),
+                    "must be 1-64 characters of A-Z a-z 0-9 _ - . : / and not `other`".into(),
+                ));
+            }
         }
         for (key, value) in [
             ("server.header_timeout_ms", self.server.header_timeout_ms),

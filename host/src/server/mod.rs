@@ -148,7 +148,12 @@ impl Server {
             started: Instant::now(),
             sinks: sinks.statuses(),
         });
-        telemetry::metrics().configure(config.telemetry.event_type_label_limit);
+        telemetry::metrics().configure(&config.telemetry.event_type_labels);
+        if config.telemetry.event_type_label_limit.is_some() {
+            tracing::warn!(
+                "telemetry.event_type_label_limit is ignored: list the event types to count under their own label in telemetry.event_type_labels"
+            );
+        }
         telemetry::metrics().ingest.init_route(ingest::EVENTS_ROUTE);
         telemetry::metrics().ingest.init_route(ingest::SARK_ROUTE);
         telemetry::metrics().ingest.init_connections();

@@ -90,6 +90,7 @@ impl Reloader {
         let stages = pipeline.stages().iter().map(|s| s.name.clone()).collect();
         self.target.pipeline.swap(pipeline);
         self.target.auth.swap(auth);
+        crate::telemetry::metrics().configure(&config.telemetry.event_type_labels);
         for swap in [tls, metrics_tls].into_iter().flatten() {
             swap();
         }

@@ -11,15 +11,15 @@
 //!
 //! Labels are bounded sets only: route templates, status codes, stage names and roles from the
 //! config, fixed outcome/kind/reason/result sets, `decision` (`allow`, `deny`, `none`) and
-//! `event_type`, capped at `[telemetry] event_type_label_limit` distinct values (later ones are
-//! counted as `other`). No user, request or event id and no event content is ever a label.
+//! `event_type`, whose values come from the operator's allow-list `[telemetry]
+//! event_type_labels` (every other type is counted as `other`). No user, request or event id
+//! and no event content is ever a label.
 //!
 //! Series whose label sets are known up front (per-stage outcomes and failure kinds, auth
 //! failure reasons, store results and errors) are created at zero, so `rate()` and alert rules
 //! see them before the first occurrence.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -29,10 +29,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 
 use crate::event::{Decision, Event};
 
-/// Default of `[telemetry] event_type_label_limit`.
-pub const DEFAULT_EVENT_TYPE_LABEL_LIMIT: usize = 50;
-
-/// The `event_type` label value for types past the limit or unfit for a label.
+/// The `event_type` label value for every type not on the allow-list.
 pub const OTHER_EVENT_TYPE: &str = "other";
 
 /// Seconds, for request and ack latency: 1 ms … 10 s.
@@ -111,11 +108,10 @@ impl Metrics {
     }
 
     /// Apply the `[telemetry]` settings that shape labels.
-    pub fn configure(&self, event_type_label_limit: usize) {
-        self.ingest
-            .event_types
-            .limit
-            .store(event_type_label_limit, Ordering::Relaxed);
+    /// The `event_type` values counted under their own label (`[telemetry]
+    /// event_type_labels`); replaces the previous list.
+    pub fn configure(&self, event_type_labels: &[String]) {
+        self.ingest.event_types.allow(event_type_labels);
     }
 
     /// Everything, as Prometheus text exposition format 0.0.4.
@@ -312,51 +308,33 @@ fn decision_label(decision: Option<Decision>) -> &'static str {
     decision.map_or("none", Decision::as_str)
 }
 
-/// Bounds the `event_type` label: the first `limit` distinct, label-safe values get their own
-/// series, every other value is counted as [`OTHER_EVENT_TYPE`].
+/// The `event_type` label: only values on the operator's allow-list get their own series;
+/// every other value, whatever it looks like, is counted as [`OTHER_EVENT_TYPE`]. A sender
+/// therefore cannot put event contents into a label, nor use up the label space.
+#[derive(Default)]
 struct EventTypeLabels {
-    limit: AtomicUsize,
-    seen: RwLock<HashSet<Arc<str>>>,
-}
-
-impl Default for EventTypeLabels {
-    fn default() -> Self {
-        EventTypeLabels {
-            limit: AtomicUsize::new(DEFAULT_EVENT_TYPE_LABEL_LIMIT),
-            seen: RwLock::default(),
-        }
-    }
+    allowed: RwLock<HashSet<Arc<str>>>,
 }
 
 static OTHER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(OTHER_EVENT_TYPE));
 
 impl EventTypeLabels {
-    fn label(&self, event_type: &str) -> Arc<str> {
-        if !is_label_safe(event_type) {
-            return OTHER.clone();
-        }
-        if let Some(v) = self.seen.read().unwrap_or_else(PoisonError::into_inner).get(event_type) {
-            return v.clone();
-        }
-        let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(v) = seen.get(event_type) {
-            return v.clone();
-        }
-        if seen.len() >= self.limit.load(Ordering::Relaxed) {
-            return OTHER.clone();
-        }
-        let v: Arc<str> = Arc::from(event_type);
-        seen.insert(v.clone());
-        v
+    fn allow(&self, values: &[String]) {
+        *self.allowed.write().unwrap_or_else(PoisonError::into_inner) =
+            values.iter().map(|v| Arc::from(v.as_str())).collect();
     }
-}
 
-/// Short identifier-like values only: an event type is a name (`tool_invoke`), not free text.
-fn is_label_safe(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'/'))
+    fn label(&self, event_type: &str) -> Arc<str> {
+        match self
+            .allowed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(event_type)
+        {
+            Some(v) => v.clone(),
+            None => OTHER.clone(),
+        }
+    }
 }
 
 /// The per-stage instruments. Each stage records through its own
@@ -552,19 +530,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn event_type_label_is_capped_and_sanitised() {
+    fn only_allow_listed_event_types_become_labels() {
         let labels = EventTypeLabels::default();
-        labels.limit.store(2, Ordering::Relaxed);
+        labels.allow(&["tool_invoke".into(), "discovery".into()]);
         assert_eq!(&*labels.label("tool_invoke"), "tool_invoke");
         assert_eq!(&*labels.label("discovery"), "discovery");
-        // Past the limit: folded; already seen values keep their own label.
+        // Anything else, however name-like, is `other`: a secret sent as an event type never
+        // becomes a label, and the first values seen cannot use up the label space.
+        assert_eq!(&*labels.label("sk_live_51HkQ2eLx0TESTSECRET"), OTHER_EVENT_TYPE);
         assert_eq!(&*labels.label("a2a_communication"), OTHER_EVENT_TYPE);
-        assert_eq!(&*labels.label("tool_invoke"), "tool_invoke");
-        // Free text and oversized values never become a label.
-        let labels = EventTypeLabels::default();
-        assert_eq!(&*labels.label("alice@example.com logged in"), OTHER_EVENT_TYPE);
-        assert_eq!(&*labels.label(&"x".repeat(65)), OTHER_EVENT_TYPE);
         assert_eq!(&*labels.label(""), OTHER_EVENT_TYPE);
+        labels.allow(&[]);
+        assert_eq!(&*labels.label("tool_invoke"), OTHER_EVENT_TYPE);
     }
 
     #[test]
