@@ -168,6 +168,17 @@ pub struct Limits {
     /// Deepest nesting of objects/arrays inside one event (the event object itself is depth
     /// 1). Default 32.
     pub max_depth: usize,
+    /// A request body must arrive within this time, extended by one second for every
+    /// `min_body_rate` bytes received; a slower one is answered 408. In milliseconds. Default
+    /// 10 000.
+    pub body_timeout_ms: u64,
+    /// Bytes per second a body must keep up on average past `body_timeout_ms`. Default 1024.
+    pub min_body_rate: u64,
+    /// Memory for requests in flight, across all requests: each holds its body as sent, again
+    /// as inflated from gzip, and 4 times its JSON bytes for the events parsed from it, until it
+    /// is answered; a request that does not fit gets 503 + `Retry-After`. Must hold one largest
+    /// request (`max_body_bytes` + 5 × `max_decompressed_bytes`). Default 256 MiB.
+    pub max_in_flight_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -178,6 +189,9 @@ impl Default for Limits {
             max_events: 10_000,
             max_event_bytes: 256 * 1024,
             max_depth: 32,
+            body_timeout_ms: 10_000,
+            min_body_rate: 1024,
+            max_in_flight_body_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -952,8 +966,39 @@ impl Config {
             return Err(("admin".into(), "set at most one of `token_env` or `token_file`".into()));
         }
         // serde_json refuses nesting past 128 levels whatever we say; keep the limit meaningful.
-        if !(1..=127).contains(&self.server.limits.max_depth) {
+        let limits = &self.server.limits;
+        if !(1..=127).contains(&limits.max_depth) {
             return Err(("server.limits.max_depth".into(), "must be between 1 and 127".into()));
+        }
+        // A zero here would refuse every request (or, for the queue, every event): say so at
+        // start instead of clamping or failing later.
+        for (key, value) in [
+            ("server.limits.max_body_bytes", limits.max_body_bytes as u64),
+            (
+                "server.limits.max_decompressed_bytes",
+                limits.max_decompressed_bytes as u64,
+            ),
+            ("server.limits.max_events", limits.max_events as u64),
+            ("server.limits.max_event_bytes", limits.max_event_bytes as u64),
+            ("server.limits.body_timeout_ms", limits.body_timeout_ms),
+            ("server.limits.min_body_rate", limits.min_body_rate),
+            ("storage.queue_capacity", self.storage.queue_capacity as u64),
+            ("storage.max_batch_events", self.storage.max_batch_events as u64),
+        ] {
+            if value == 0 {
+                return Err((key.into(), "must be at least 1".into()));
+            }
+        }
+        let largest = limits
+            .max_body_bytes
+            .saturating_add(limits.max_decompressed_bytes.saturating_mul(5));
+        if limits.max_in_flight_body_bytes < largest {
+            return Err((
+                "server.limits.max_in_flight_body_bytes".into(),
+                format!(
+                    "must hold one largest request: at least max_body_bytes + 5 × max_decompressed_bytes ({largest})"
+                ),
+            ));
         }
         let chain = &self.storage.chain;
         if let Some(source) = &chain.signing_key

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod intake;
 pub mod parse;
 pub mod sark;
 
@@ -16,7 +17,7 @@ use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use crate::config::Limits;
@@ -41,6 +42,8 @@ pub struct IngestState {
     pub commit: GroupCommit,
     /// For quarantine records (events are written through `commit`).
     pub store: Arc<dyn Store>,
+    /// Request-body bytes held at once (`max_in_flight_body_bytes`).
+    pub budget: intake::BodyBudget,
 }
 
 /// The acknowledgement: sent only after every stored event is committed.
@@ -69,10 +72,11 @@ pub async fn post_events(
     let source = authenticate(&state, client, auth::bearer(&headers), EVENTS_ROUTE)?;
     let format = body::BodyFormat::from_headers(&headers)?;
     let encoding = body::content_encoding(&headers)?;
-    let raw = read_body(&headers, body, &state.limits).await?;
+    let (raw, mut hold) = intake::read_body(&headers, body, &state.limits, &state.budget).await?;
     metrics().ingest.body_received(EVENTS_ROUTE, raw.len());
-    let decoded = body::decode(&raw, encoding, &state.limits)?;
+    let decoded = decode(&raw, encoding, &state.limits, &mut hold)?;
     let events = parse::parse_events(&decoded, format, &state.limits, &source)?;
+    hold.take(decoded.len().saturating_mul(intake::PARSED_EVENTS_FACTOR))?;
     metrics().ingest.events_received(EVENTS_ROUTE, &events);
     accept(&state, events).await.map(Json)
 }
@@ -99,10 +103,11 @@ pub async fn post_sark(
     let presented = auth::gateway_api_key(&headers).or_else(|| auth::bearer(&headers));
     let source = authenticate(&state, client, presented, SARK_ROUTE)?;
     let encoding = body::content_encoding(&headers)?;
-    let raw = read_body(&headers, body, &state.limits).await?;
+    let (raw, mut hold) = intake::read_body(&headers, body, &state.limits, &state.budget).await?;
     metrics().ingest.body_received(SARK_ROUTE, raw.len());
-    let decoded = body::decode(&raw, encoding, &state.limits)?;
+    let decoded = decode(&raw, encoding, &state.limits, &mut hold)?;
     let events = sark::parse_sark(&decoded, &state.limits, &source)?;
+    hold.take(decoded.len().saturating_mul(intake::PARSED_EVENTS_FACTOR))?;
     metrics().ingest.events_received(SARK_ROUTE, &events);
     let ack = accept(&state, events).await?;
     let audit_id = ack.event_ids.first().copied();
@@ -140,33 +145,18 @@ fn authenticate(
         })
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Read the body, refusing more than `max_body_bytes` without buffering it.
-async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<bytes::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::too_large(format!(
-            "request body exceeds max_body_bytes ({} bytes)",
-            limits.max_body_bytes
-        ))
-    };
-    let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes) {
-        return Err(too_large());
+/// Undo the body's Content-Encoding; inflated bytes are held from the body budget too.
+fn decode<'a>(
+    raw: &'a [u8],
+    encoding: Option<&str>,
+    limits: &Limits,
+    hold: &mut intake::BudgetHold,
+) -> Result<std::borrow::Cow<'a, [u8]>, ApiError> {
+    let decoded = body::decode(raw, encoding, limits)?;
+    if let std::borrow::Cow::Owned(inflated) = &decoded {
+        hold.take(inflated.len())?;
     }
-    match axum::body::to_bytes(body, limits.max_body_bytes).await {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            let over_limit = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            Err(if over_limit {
-                too_large()
-            } else {
-                ApiError::bad_request("could not read the request body")
-            })
-        }
-    }
+    Ok(decoded)
 }
 
 /// Run the pipeline and commit; answer only after the commit.

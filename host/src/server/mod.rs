@@ -136,6 +136,7 @@ impl Server {
             pipeline,
             commit: commit.clone(),
             store: store.clone(),
+            budget: ingest::intake::BodyBudget::new(config.server.limits.max_in_flight_body_bytes),
         });
         let draining = Arc::new(Draining::default());
         let sinks = SinkSet::build(config, &engine).await?;
