@@ -366,3 +366,107 @@ async fn concurrent_large_bodies_are_bounded_by_the_in_flight_budget() {
     // budget).
     assert!(grown < (128 + 150) << 20, "peak memory grew by {} MiB", grown >> 20);
 }
+
+/// `auditflow validate` on `config` written to `dir`; (success, stderr), within 20 s.
+fn validate(dir: &std::path::Path, config: &str) -> (bool, String) {
+    let path = dir.join("auditflow.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["validate", "--config", path.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("validate hung on:\n{config}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Finding 8: zero limits are refused naming the key; a lookup file that is a symlink to
+/// /dev/zero or a FIFO is refused at once (it used to read 2 GB or hang); a TOML syntax error
+/// never prints the offending line (it may hold an inline secret).
+#[test]
+fn validate_refuses_zero_limits_special_files_and_keeps_secrets_out_of_syntax_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (table, key) in [
+        ("server.limits", "max_events"),
+        ("server.limits", "max_body_bytes"),
+        ("storage", "queue_capacity"),
+    ] {
+        let (ok, err) = validate(dir.path(), &format!("[{table}]\n{key} = 0\n"));
+        assert!(!ok && err.contains(&format!("{table}.{key}")), "{err}");
+    }
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.csv")).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(dir.path().join("fifo.csv"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    for file in ["zero.csv", "fifo.csv"] {
+        let config =
+            format!("[[stages]]\nname = \"enrich\"\nplugin = \"enrich\"\n[stages.lookup_files.t]\npath = \"{file}\"\n");
+        let (ok, err) = validate(dir.path(), &config);
+        assert!(!ok && err.contains("not a regular file"), "{file}: {err}");
+    }
+    let (ok, err) = validate(
+        dir.path(),
+        "[[stages]]\nname = \"redact\"\nplugin = \"redact\"\n[stages.config]\nhash_key = \"hunter2-inline-secret\n",
+    );
+    assert!(!ok && err.contains("line 5"), "{err}");
+    assert!(!err.contains("hunter2"), "the syntax error quotes the secret: {err}");
+}
+
+/// Finding 8: `query` on a SQLite path where nothing was stored fails naming it instead of
+/// creating an empty database; a huge `--limit` pages through the store (every row, in order).
+#[tokio::test(flavor = "multi_thread")]
+async fn query_never_creates_a_database_and_pages_through_large_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("auditflow.toml");
+    std::fs::write(&config, "[storage]\nurl = \"sqlite://nothing-here.db\"\n").unwrap();
+    let (ok, _, err) = cli(&["query", "--config", config.to_str().unwrap()]);
+    assert!(!ok && err.contains("nothing-here.db"), "{err}");
+    assert!(
+        !dir.path().join("nothing-here.db").exists(),
+        "query created the database"
+    );
+
+    let server = TestServer::start(&plain_config("sqlite://events.db", ""));
+    let events: Vec<Value> = (0..2500).map(event).collect();
+    assert_eq!(post_json(&server, TOKEN, &json!(events)).await.0, 200);
+    let (ok, out, err) = cli(&[
+        "query",
+        "--config",
+        server.config_path.to_str().unwrap(),
+        "--limit",
+        "1000000000",
+        "--format",
+        "ndjson",
+    ]);
+    assert!(ok, "{err}");
+    let seqs: Vec<i64> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=2500).collect::<Vec<_>>());
+    let (ok, out, _) = cli(&[
+        "query",
+        "--config",
+        server.config_path.to_str().unwrap(),
+        "--limit",
+        "1500",
+    ]);
+    assert!(
+        ok && out.trim_end().ends_with("(1500 events)"),
+        "{}",
+        &out[out.len().saturating_sub(100)..]
+    );
+}

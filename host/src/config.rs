@@ -768,6 +768,14 @@ impl SinkConfig {
     }
 }
 
+/// 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
 /// The largest PEM file read (certificates, keys, CA bundles are a few KiB to a few hundred
 /// KiB).
 pub const MAX_PEM_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -778,13 +786,18 @@ pub const MAX_PEM_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// name the file and the limit, never its contents.
 pub fn read_file_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
+    // Checked before opening too: opening a FIFO for reading blocks until a writer comes.
+    let is_file = |meta: std::io::Result<std::fs::Metadata>| -> Result<(), String> {
+        let meta = meta.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.is_file() {
+            Ok(())
+        } else {
+            Err(format!("{} is not a regular file", path.display()))
+        }
+    };
+    is_file(std::fs::metadata(path))?;
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
+    is_file(file.metadata())?;
     let mut bytes = Vec::new();
     file.take(max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -826,8 +839,15 @@ impl Config {
 
     /// Parse config text; on error returns (key path, message).
     pub fn parse(text: &str) -> Result<Config, (String, String)> {
-        let deserializer =
-            toml::Deserializer::parse(text).map_err(|e| ("(syntax)".to_owned(), e.to_string().trim().to_owned()))?;
+        // The error's own text quotes the offending line, which may hold a secret (an inline
+        // `hash_key`): report its position and the parser's message only.
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |span| line_column(text, span.start));
+            (
+                "(syntax)".to_owned(),
+                format!("line {line}, column {column}: {}", e.message().trim()),
+            )
+        })?;
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().message().to_owned();
@@ -838,6 +858,7 @@ impl Config {
     }
 
     /// Rules serde cannot express.
+    #[allow(clippy::too_many_lines)]
     fn check(&self) -> Result<(), (String, String)> {
         let mut names = std::collections::HashSet::new();
         for (i, stage) in self.stages.iter().enumerate() {
@@ -1107,6 +1128,60 @@ mod tests {
         assert_eq!(unset, "environment variable AUDITFLOW_TEST_SURELY_UNSET_VAR is not set");
         let both = c.read_secret_bytes(Some("X"), Some(Path::new("key"))).unwrap_err();
         assert_eq!(both, "set exactly one of `env` or `file`");
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_position_not_the_line() {
+        let err =
+            Config::parse("[[stages]]\nname = \"r\"\n[stages.config]\nhash_key = \"s3cret-key-value\n").unwrap_err();
+        assert_eq!(err.0, "(syntax)");
+        assert!(err.1.starts_with("line 4, column "), "{}", err.1);
+        assert!(!err.1.contains("s3cret"), "the message quotes the line: {}", err.1);
+    }
+
+    #[test]
+    fn zero_limits_are_refused_naming_the_key() {
+        for (table, key) in [
+            ("server.limits", "max_events"),
+            ("server.limits", "max_body_bytes"),
+            ("storage", "queue_capacity"),
+        ] {
+            let err = Config::parse(&format!("[{table}]\n{key} = 0\n")).unwrap_err();
+            assert_eq!(err.0, format!("{table}.{key}"));
+        }
+    }
+
+    #[test]
+    fn files_are_read_only_when_regular_and_within_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"0123456789").unwrap();
+        assert_eq!(read_file_bounded(&file, 10).unwrap().len(), 10);
+        assert!(read_file_bounded(&file, 9).unwrap_err().contains("larger than 9 bytes"));
+        // A device that never ends is refused without reading it.
+        assert!(
+            read_file_bounded(Path::new("/dev/zero"), 1 << 30)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        let link = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(
+            read_file_bounded(&link, 1 << 30)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        assert!(read_file_bounded(dir.path(), 10).is_err(), "a directory");
+        // A FIFO would block the open until a writer came: refused up front.
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(read_file_bounded(&fifo, 10).unwrap_err().contains("not a regular file"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `auditflow` command line. Only argument handling and wiring live here; everything else
 //! is in the library.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -244,6 +245,11 @@ async fn open_store(config: &Config) -> Result<Arc<dyn store::Store>> {
     Ok(store::open(&storage_url(config)).await?)
 }
 
+/// The store `config` names, which must exist (the reading commands never create one).
+async fn open_existing_store(config: &Config) -> Result<Arc<dyn store::Store>> {
+    Ok(store::open_existing(&storage_url(config)).await?)
+}
+
 /// How the CLI prints stored times: UTC, microseconds.
 const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
@@ -280,7 +286,7 @@ async fn run(command: Command) -> Result<()> {
             limit,
         } => {
             let config = load_config(&config, url)?;
-            let store = open_store(&config).await?;
+            let store = open_existing_store(&config).await?;
             let rows = store.quarantined(limit).await?;
             println!("{:<36}  {:<20}  {:<27}  ERROR", "EVENT_ID", "STAGE", "QUARANTINED_AT");
             for r in &rows {
@@ -318,25 +324,41 @@ async fn run(command: Command) -> Result<()> {
             format,
         } => {
             let config = load_config(&config, url)?;
-            let store = open_store(&config).await?;
-            let q = EventQuery {
+            let store = open_existing_store(&config).await?;
+            let mut q = EventQuery {
                 since,
                 until,
                 actor,
                 request_id,
                 decision: decision.as_deref().and_then(Decision::parse),
-                limit,
+                limit: 0,
                 after_seq: None,
             };
-            let rows = store.query(&q).await?;
-            match format {
-                OutputFormat::Ndjson => {
-                    for row in &rows {
-                        println!("{}", serde_json::to_string(row)?);
+            // Page by seq, printing as we go: a huge --limit never holds more than a page.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            if let OutputFormat::Table = format {
+                print_table_header(&mut out)?;
+            }
+            let mut printed = 0i64;
+            while printed < limit {
+                q.limit = (limit - printed).min(QUERY_PAGE);
+                let rows = store.query(&q).await?;
+                for row in &rows {
+                    match format {
+                        OutputFormat::Ndjson => writeln!(out, "{}", serde_json::to_string(row)?)?,
+                        OutputFormat::Table => print_table_row(&mut out, row)?,
                     }
                 }
-                OutputFormat::Table => print_table(&rows),
+                printed += rows.len() as i64;
+                match rows.last() {
+                    Some(last) if (rows.len() as i64) == q.limit => q.after_seq = Some(last.seq),
+                    _ => break,
+                }
             }
+            if let OutputFormat::Table = format {
+                writeln!(out, "({printed} events)")?;
+            }
+            out.flush()?;
             Ok(())
         }
     }
@@ -566,25 +588,30 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
     }
 }
 
-fn print_table(rows: &[auditflow::event::StoredEvent]) {
-    println!(
+/// Rows `query` reads from the store at a time.
+const QUERY_PAGE: i64 = 1000;
+
+fn print_table_header(out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
         "{:>8}  {:<27}  {:<18}  {:<40}  {:<6}  {:<36}",
         "SEQ", "TIMESTAMP", "EVENT_TYPE", "ACTOR", "DECIS.", "EVENT_ID"
-    );
-    for r in rows {
-        let e = &r.event;
-        let actor: String = e.actor_id().unwrap_or("-").chars().take(40).collect();
-        println!(
-            "{:>8}  {:<27}  {:<18}  {:<40}  {:<6}  {}",
-            r.seq,
-            e.timestamp.format(TIME_FORMAT),
-            e.event_type,
-            actor,
-            e.decision.map_or("-", |d| d.as_str()),
-            e.event_id
-        );
-    }
-    println!("({} events)", rows.len());
+    )
+}
+
+fn print_table_row(out: &mut impl Write, r: &auditflow::event::StoredEvent) -> std::io::Result<()> {
+    let e = &r.event;
+    let actor: String = e.actor_id().unwrap_or("-").chars().take(40).collect();
+    writeln!(
+        out,
+        "{:>8}  {:<27}  {:<18}  {:<40}  {:<6}  {}",
+        r.seq,
+        e.timestamp.format(TIME_FORMAT),
+        e.event_type,
+        actor,
+        e.decision.map_or("-", |d| d.as_str()),
+        e.event_id
+    )
 }
 
 /// Checkpoints of a running server: the store and the idle timer.
@@ -648,7 +675,7 @@ fn keygen() -> Result<()> {
 async fn verify_chain(config_path: &Path, url: Option<String>) -> Result<()> {
     let config = load_config(config_path, url)?;
     let keys = store::checkpoint::trusted_keys(&config)?;
-    let store = open_store(&config).await?;
+    let store = open_existing_store(&config).await?;
     let report = store::verify::verify(&*store, &keys).await?;
     if report.is_ok() {
         println!("{report}");
@@ -668,7 +695,7 @@ async fn dlq(command: DlqCommand) -> Result<()> {
             limit,
         } => {
             let config = load_config(&config, url)?;
-            let store = open_store(&config).await?;
+            let store = open_existing_store(&config).await?;
             let rows = auditflow::sink::dlq::list(store.as_ref(), sink.as_deref(), all, limit).await?;
             println!(
                 "{:>6}  {:<16}  {:>8}  {:<36}  {:<14}  {:<27}  {:<27}  DETAIL",
@@ -700,7 +727,7 @@ async fn dlq(command: DlqCommand) -> Result<()> {
             sink,
         } => {
             let config = load_config(&config, url)?;
-            let store = open_store(&config).await?;
+            let store = open_existing_store(&config).await?;
             let reports = auditflow::sink::dlq::replay(&config, store, sink.as_deref()).await?;
             let mut halted = false;
             for r in &reports {

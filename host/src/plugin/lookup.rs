@@ -69,15 +69,10 @@ pub fn stage_tables(config: &Config, stage: &StageConfig) -> Result<LookupTables
 pub fn load_file(file: &LookupFile, path: &Path) -> Result<BTreeMap<String, String>, String> {
     let shown = path.display();
     let format = format_of(path).ok_or_else(|| format!("{shown}: unsupported lookup file type (use .csv or .json)"))?;
-    let size = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?
-        .len();
-    if size > MAX_FILE_BYTES {
-        return Err(format!(
-            "{shown} is {size} bytes; lookup files are limited to {MAX_FILE_BYTES} bytes"
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    // Only a regular file, and the limit counted in bytes actually read: a symlink to
+    // /dev/zero or a FIFO can neither flood the host nor hang it.
+    let bytes = crate::config::read_file_bounded(path, MAX_FILE_BYTES)
+        .map_err(|e| format!("{e} (lookup files are limited to {MAX_FILE_BYTES} bytes)"))?;
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     match format {
         Format::Csv => parse_csv(bytes, file.key.as_deref(), file.value.as_deref()),

@@ -261,9 +261,37 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     )))
 }
 
+/// Open a store that must exist already (what the reading tools do: `query`, `verify`,
+/// `quarantine`, `dlq`): a SQLite file that is not there is an error naming the path, instead
+/// of a new empty database left behind.
+pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:")
+        && let Some(file) = sqlite::database_file(url)
+        && !file.exists()
+    {
+        return Err(StoreError::Unavailable(format!(
+            "no SQLite database at {} (nothing stored there yet, or a wrong storage url)",
+            file.display()
+        )));
+    }
+    open(url).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn opening_an_existing_store_never_creates_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("missing.db");
+        let url = format!("sqlite://{}", file.display());
+        let err = open_existing(&url).await.err().expect("refused");
+        assert!(err.to_string().contains("missing.db"), "{err}");
+        assert!(!file.exists(), "the tool created the database");
+        open(&url).await.expect("open creates it");
+        open_existing(&url).await.expect("now it exists");
+    }
 
     #[tokio::test]
     async fn unreachable_postgres_is_unavailable_without_echoing_the_password() {

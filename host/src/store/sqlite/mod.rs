@@ -195,6 +195,15 @@ impl Store for SqliteStore {
 }
 
 /// `sqlite::memory:`, `sqlite://:memory:` or `?mode=memory`: nothing on disk.
+/// The database file a `sqlite:` URL names (None for an in-memory database).
+pub fn database_file(url: &str) -> Option<std::path::PathBuf> {
+    if is_memory(url) {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_owned())
+}
+
 fn is_memory(url: &str) -> bool {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
