@@ -470,3 +470,35 @@ async fn query_never_creates_a_database_and_pages_through_large_results() {
         &out[out.len().saturating_sub(100)..]
     );
 }
+
+/// Finding 6: once sender B posted an id, sender A's event with that id was reported as a
+/// duplicate and dropped. Idempotency is per authenticated source now.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_sender_cannot_suppress_another_senders_events_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.token"), "token-of-b").unwrap();
+    let server = TestServer::start_in(
+        dir,
+        &format!(
+            "{}[[auth.tokens]]\nname = \"sender-b\"\nfile = \"b.token\"\n",
+            plain_config("sqlite://events.db", "")
+        ),
+    );
+    let mut e = event(0);
+    e["event_id"] = json!("0192f3a0-0000-7000-8000-00000000abcd");
+    let (_, ack) = post_json(&server, "token-of-b", &e).await;
+    assert_eq!(ack["accepted"], 1, "{ack}");
+    let (_, ack) = post_json(&server, TOKEN, &e).await;
+    assert_eq!(
+        (ack["accepted"].as_u64(), ack["duplicates"].as_u64()),
+        (Some(1), Some(0)),
+        "{ack}"
+    );
+    let (_, ack) = post_json(&server, TOKEN, &e).await;
+    assert_eq!(
+        ack["duplicates"], 1,
+        "a resend from the same sender stays idempotent: {ack}"
+    );
+    let sources: Vec<Value> = stored_rows(&server).iter().map(|r| r["source"].clone()).collect();
+    assert_eq!(sources, [json!("sender-b"), json!("gateway")]);
+}

@@ -91,9 +91,9 @@ async fn main() -> Result<()> {
             head = ChainHead { seq, hash };
         }
         payloads.push(copy.finish());
-        let ids: Vec<_> = chunk.iter().map(|e| e.event_id).collect();
+        let keys = chunk.iter().map(|e| (e.source.as_str(), e.event_id));
         let seqs: Vec<i64> = (head.seq - chunk.len() as i64 + 1..=head.seq).collect();
-        id_payloads.push(event_ids_payload(&ids, &seqs));
+        id_payloads.push(event_ids_payload(keys, &seqs));
     }
     let n = events.len();
     drop(events);

@@ -162,6 +162,8 @@ fn decode<'a>(
 /// Run the pipeline and commit; answer only after the commit.
 async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError> {
     let event_ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
+    // Every event of a request has the request's authenticated source.
+    let source = events.first().map(|e| e.source.clone()).unwrap_or_default();
     let total = events.len();
     // Take the pipeline once: a reload mid-request does not change this request's chain.
     let pipeline = state.pipeline.current();
@@ -188,6 +190,7 @@ async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError
             .quarantined
             .into_iter()
             .map(|q| QuarantineRecord {
+                source: source.clone(),
                 event_id: q.event_id,
                 stage: q.stage,
                 error: q.error,

@@ -134,9 +134,9 @@ pub async fn replay(
                 .map(|(i, _)| *i)
                 .filter(|i| *i < outcome.settled)
                 .collect();
-            let delivered: Vec<uuid::Uuid> = (0..outcome.settled)
+            let delivered: Vec<i64> = (0..outcome.settled)
                 .filter(|i| !dead.contains(i))
-                .map(|i| docs[i].event_id)
+                .map(|i| docs[i].seq)
                 .collect();
             store.mark_dead_letters_replayed(&sc.name, &delivered).await?;
             report.delivered += delivered.len();

@@ -216,6 +216,34 @@ pub async fn resent_event_is_stored_once(store: Arc<dyn Store>) {
     assert_chain_verifies(&*store).await;
 }
 
+/// Idempotency is per source: the same `event_id` from another source is another event, in
+/// another batch or in the same one, and each source's resend is still a duplicate.
+pub async fn same_id_from_two_sources_is_two_events(store: Arc<dyn Store>) {
+    let from = |source: &str| Event {
+        source: source.into(),
+        ..event(1)
+    };
+    let first = store.append(&[from("a")], received(0)).await.expect("a");
+    assert_eq!(first, vec![Appended::Stored { seq: 1 }]);
+    let second = store
+        .append(&[from("b"), from("a"), from("b"), from("c")], received(1))
+        .await
+        .expect("b");
+    assert_eq!(
+        second,
+        vec![
+            Appended::Stored { seq: 2 },
+            Appended::Duplicate,
+            Appended::Duplicate,
+            Appended::Stored { seq: 3 }
+        ]
+    );
+    let rows = store.query(&all()).await.expect("query");
+    let sources: Vec<_> = rows.iter().map(|r| r.event.source.as_str()).collect();
+    assert_eq!(sources, ["a", "b", "c"]);
+    assert_chain_verifies(&*store).await;
+}
+
 pub async fn repeated_id_within_batch_is_stored_once(store: Arc<dyn Store>) {
     let mut copy = event(1);
     copy.event_type = "copy".into();

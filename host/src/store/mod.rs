@@ -45,6 +45,8 @@ pub use sqlite::SqliteStore;
 /// the event, without its payload (which may hold what the stage should have removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantineRecord {
+    /// The authenticated source of the event (with `event_id`, its identity).
+    pub source: String,
     pub event_id: Uuid,
     /// The stage's name from the config.
     pub stage: String,
@@ -55,6 +57,8 @@ pub struct QuarantineRecord {
 /// A stored [`QuarantineRecord`] with the time it was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quarantined {
+    /// Empty for records stored before sources were recorded.
+    pub source: String,
     pub event_id: Uuid,
     pub stage: String,
     pub error: String,
@@ -103,8 +107,9 @@ pub trait Store: Send + Sync + 'static {
     /// [normalized](Event::normalize) (U+0000 → U+FFFD, `-0.0` → `0.0`), the same on every
     /// backend.
     ///
-    /// `event_id` is the idempotency key: an event whose id is already stored, or that repeats
-    /// an id earlier in this batch, is skipped and reported as [`Appended::Duplicate`]. New
+    /// `(source, event_id)` is the idempotency key: an event whose id is already stored for its
+    /// source, or that repeats a key earlier in this batch, is skipped and reported as
+    /// [`Appended::Duplicate`]. The same id from two sources is two events. New
     /// events get consecutive `seq`s (store-wide, no gaps) and hash-chain links, in batch
     /// order. Returns one [`Appended`] per input event, in order. Nothing is visible to
     /// readers before the commit; on error nothing of the batch is stored.
@@ -128,8 +133,8 @@ pub trait Store: Send + Sync + 'static {
     /// The backend's name for logs and `/health/detailed`: `"sqlite"`, `"postgres"`.
     fn kind(&self) -> &'static str;
 
-    /// Store quarantine records in one transaction. Idempotent per `(event_id, stage)`: a record
-    /// for a pair already stored is skipped (the first one wins), so a resent request that fails
+    /// Store quarantine records in one transaction. Idempotent per `(source, event_id, stage)`:
+    /// a record already stored is skipped (the first one wins), so a resent request that fails
     /// the same way again is not counted twice.
     async fn quarantine(&self, entries: &[QuarantineRecord]) -> Result<(), StoreError> {
         let _ = entries;
@@ -203,7 +208,7 @@ pub trait Store: Send + Sync + 'static {
         )))
     }
 
-    /// Store dead letters in one transaction. Idempotent per `(sink, event_id)`: a letter for a
+    /// Store dead letters in one transaction. Idempotent per `(sink, seq)`: a letter for a
     /// pair already stored updates its reason (and, if it had been replayed, makes it pending
     /// again), so a batch resent after a crash does not park an event twice.
     async fn add_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
@@ -223,9 +228,10 @@ pub trait Store: Send + Sync + 'static {
         )))
     }
 
-    /// Mark the sink's dead letters of these events as replayed (delivered by `dlq replay`).
-    async fn mark_dead_letters_replayed(&self, sink: &str, event_ids: &[Uuid]) -> Result<(), StoreError> {
-        let _ = (sink, event_ids);
+    /// Mark the sink's dead letters of the events with these `seq`s as replayed (delivered by
+    /// `dlq replay`).
+    async fn mark_dead_letters_replayed(&self, sink: &str, seqs: &[i64]) -> Result<(), StoreError> {
+        let _ = (sink, seqs);
         Err(StoreError::Unsupported(format!(
             "the {} store keeps no sink state",
             self.kind()

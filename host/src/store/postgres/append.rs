@@ -153,15 +153,20 @@ async fn attempt(
         Some(h) if h.seq == state.max_seq => h,
         _ => read::head_at(&mut tx, state.max_seq).await?,
     };
-    let stored: HashSet<Uuid> = if look_up {
+    let stored: HashSet<(String, Uuid)> = if look_up {
+        let sources: Vec<&str> = candidates.events.iter().map(|e| e.source.as_str()).collect();
         let ids: Vec<Uuid> = candidates.events.iter().map(|e| e.event_id).collect();
-        sqlx::query_scalar("SELECT event_id FROM event_ids WHERE event_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .into_iter()
-            .collect()
+        sqlx::query_as(
+            "SELECT source, event_id FROM event_ids \
+             WHERE (source, event_id) IN (SELECT * FROM UNNEST($1::text[], $2::uuid[]))",
+        )
+        .bind(&sources)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .into_iter()
+        .collect()
     } else {
         HashSet::new()
     };
@@ -170,9 +175,12 @@ async fn attempt(
 
     let mut end = start;
     if !plan.new.is_empty() {
-        let ids: Vec<Uuid> = plan.new.iter().map(|&i| candidates.events[i].event_id).collect();
+        let keys = plan.new.iter().map(|&i| {
+            let e = &candidates.events[i];
+            (e.source.as_str(), e.event_id)
+        });
         let mut copy = tx.copy_in_raw(COPY_EVENT_IDS).await.map_err(map_err)?;
-        copy.send(event_ids_payload(&ids, &plan.seqs)).await.map_err(map_err)?;
+        copy.send(event_ids_payload(keys, &plan.seqs)).await.map_err(map_err)?;
         match copy.finish().await {
             Ok(_) => {}
             // 23505 unique_violation: an id is already stored. Dropping `tx` rolls back.
@@ -236,9 +244,10 @@ async fn copy_events(
     Ok(head)
 }
 
-/// A batch without its repeats: the events that may be new, in order and
-/// [normalized](Event::normalized), and for each input position the candidate it is (`None`:
-/// it repeats an earlier event of the batch, whose first copy wins).
+/// A batch without its repeats (the same `(source, event_id)`, the idempotency key): the events
+/// that may be new, in order and [normalized](Event::normalized), and for each input position
+/// the candidate it is (`None`: it repeats an earlier event of the batch, whose first copy
+/// wins).
 struct Candidates<'a> {
     events: Vec<Cow<'a, Event>>,
     positions: Vec<Option<usize>>,
@@ -258,7 +267,7 @@ impl<'a> Candidates<'a> {
         let mut events = Vec::with_capacity(batch.len());
         let mut positions = Vec::with_capacity(batch.len());
         for event in batch {
-            if seen.insert(event.event_id) {
+            if seen.insert((event.source.as_str(), event.event_id)) {
                 positions.push(Some(events.len()));
                 events.push(event.normalized());
             } else {
@@ -268,14 +277,15 @@ impl<'a> Candidates<'a> {
         Candidates { events, positions }
     }
 
-    /// Skip the candidates in `stored`, number the rest from `last_seq + 1`.
-    fn plan(&self, stored: &HashSet<Uuid>, last_seq: i64) -> Result<Plan, StoreError> {
+    /// Skip the candidates in `stored` (`(source, event_id)` keys), number the rest from
+    /// `last_seq + 1`.
+    fn plan(&self, stored: &HashSet<(String, Uuid)>, last_seq: i64) -> Result<Plan, StoreError> {
         let mut seq_of = vec![None; self.events.len()];
         let mut new = Vec::with_capacity(self.events.len());
         let mut seqs = Vec::with_capacity(self.events.len());
         let mut seq = last_seq;
         for (i, event) in self.events.iter().enumerate() {
-            if stored.contains(&event.event_id) {
+            if stored.contains(&(event.source.clone(), event.event_id)) {
                 continue;
             }
             seq = seq
@@ -380,7 +390,10 @@ mod tests {
         let candidates = Candidates::new(&batch);
         assert_eq!(candidates.events.len(), 3, "the repeat of event 1 is not a candidate");
         let plan = candidates
-            .plan(&HashSet::from([contract::event(2).event_id]), 10)
+            .plan(
+                &HashSet::from([(contract::event(2).source, contract::event(2).event_id)]),
+                10,
+            )
             .expect("plan");
         assert_eq!(
             plan.results,

@@ -107,15 +107,16 @@ impl CopyBuffer {
 }
 
 /// The statement [`event_ids_payload`] is made for.
-pub const COPY_EVENT_IDS: &str = "COPY event_ids (event_id, seq) FROM STDIN (FORMAT binary)";
+pub const COPY_EVENT_IDS: &str = "COPY event_ids (source, event_id, seq) FROM STDIN (FORMAT binary)";
 
-/// `event_ids` rows (`event_id`, `seq`) as a binary `COPY` payload: cheaper for the server than
-/// an `INSERT … SELECT FROM UNNEST`, because `COPY` inserts heap tuples in batches.
-pub fn event_ids_payload(ids: &[uuid::Uuid], seqs: &[i64]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(HEADER.len() + ids.len() * 34 + 2);
+/// `event_ids` rows (`source`, `event_id`, `seq`) as a binary `COPY` payload: cheaper for the
+/// server than an `INSERT … SELECT FROM UNNEST`, because `COPY` inserts heap tuples in batches.
+pub fn event_ids_payload<'a>(keys: impl ExactSizeIterator<Item = (&'a str, uuid::Uuid)>, seqs: &[i64]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEADER.len() + keys.len() * 60 + 2);
     b.extend_from_slice(HEADER);
-    for (id, seq) in ids.iter().zip(seqs) {
-        b.extend_from_slice(&2i16.to_be_bytes());
+    for ((source, id), seq) in keys.zip(seqs) {
+        b.extend_from_slice(&3i16.to_be_bytes());
+        put_bytes(&mut b, source.as_bytes());
         put_bytes(&mut b, id.as_bytes());
         put_i64(&mut b, *seq);
     }

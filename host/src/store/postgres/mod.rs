@@ -205,8 +205,8 @@ impl Store for PostgresStore {
         sinks::dead_letters(&self.pool, q).await
     }
 
-    async fn mark_dead_letters_replayed(&self, sink: &str, event_ids: &[uuid::Uuid]) -> Result<(), StoreError> {
-        sinks::mark_replayed(&self.pool, sink, event_ids).await
+    async fn mark_dead_letters_replayed(&self, sink: &str, seqs: &[i64]) -> Result<(), StoreError> {
+        sinks::mark_replayed(&self.pool, sink, seqs).await
     }
 
     async fn lock_sink(&self, sink: &str) -> Result<Option<Box<dyn SinkLease>>, StoreError> {

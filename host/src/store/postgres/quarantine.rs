@@ -9,7 +9,7 @@ use super::map_err;
 use crate::store::{QuarantineRecord, Quarantined, StoreError};
 
 /// See [`Store::quarantine`](crate::store::Store::quarantine): one statement for the whole
-/// slice, idempotent per `(event_id, stage)`.
+/// slice, idempotent per `(source, event_id, stage)`.
 pub(super) async fn insert(pool: &PgPool, entries: &[QuarantineRecord]) -> Result<(), StoreError> {
     if entries.is_empty() {
         return Ok(());
@@ -17,16 +17,18 @@ pub(super) async fn insert(pool: &PgPool, entries: &[QuarantineRecord]) -> Resul
     let ids: Vec<Uuid> = entries.iter().map(|e| e.event_id).collect();
     // `text` cannot hold U+0000, and a plugin's error message is outside input.
     let text = |s: &str| s.replace('\0', "\u{fffd}");
+    let sources: Vec<String> = entries.iter().map(|e| text(&e.source)).collect();
     let stages: Vec<String> = entries.iter().map(|e| text(&e.stage)).collect();
     let errors: Vec<String> = entries.iter().map(|e| text(&e.error)).collect();
     sqlx::query(
-        "INSERT INTO quarantine (event_id, stage, error) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[]) \
-         ON CONFLICT (event_id, stage) DO NOTHING",
+        "INSERT INTO quarantine (event_id, stage, error, source) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+         ON CONFLICT (source, event_id, stage) DO NOTHING",
     )
     .bind(&ids)
     .bind(&stages)
     .bind(&errors)
+    .bind(&sources)
     .execute(pool)
     .await
     .map_err(map_err)?;
@@ -39,7 +41,7 @@ pub(super) async fn newest(pool: &PgPool, limit: i64) -> Result<Vec<Quarantined>
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
-        "SELECT event_id, stage, error, quarantined_at FROM quarantine \
+        "SELECT source, event_id, stage, error, quarantined_at FROM quarantine \
          ORDER BY quarantined_at DESC, event_id, stage LIMIT $1",
     )
     .bind(limit)
@@ -49,6 +51,7 @@ pub(super) async fn newest(pool: &PgPool, limit: i64) -> Result<Vec<Quarantined>
     rows.iter()
         .map(|row| {
             Ok(Quarantined {
+                source: row.try_get("source").map_err(map_err)?,
                 event_id: row.try_get("event_id").map_err(map_err)?,
                 stage: row.try_get("stage").map_err(map_err)?,
                 error: row.try_get("error").map_err(map_err)?,

@@ -69,9 +69,9 @@ pub(super) async fn add_dead_letters(pool: &PgPool, letters: &[DeadLetter]) -> R
     // DISTINCT ON: one statement cannot touch the same row twice in ON CONFLICT DO UPDATE.
     sqlx::query(
         "INSERT INTO dead_letters (sink, event_id, seq, reason, detail) \
-         SELECT DISTINCT ON (sink, event_id) * FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[]) \
+         SELECT DISTINCT ON (sink, seq) * FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[]) \
          AS t (sink, event_id, seq, reason, detail) \
-         ON CONFLICT (sink, event_id) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, \
+         ON CONFLICT (sink, seq) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, \
          created_at = CASE WHEN dead_letters.replayed_at IS NULL THEN dead_letters.created_at ELSE now() END, \
          replayed_at = NULL",
     )
@@ -119,13 +119,13 @@ pub(super) async fn dead_letters(pool: &PgPool, q: &DeadLetterQuery) -> Result<V
         .collect()
 }
 
-pub(super) async fn mark_replayed(pool: &PgPool, sink: &str, event_ids: &[Uuid]) -> Result<(), StoreError> {
-    if event_ids.is_empty() {
+pub(super) async fn mark_replayed(pool: &PgPool, sink: &str, seqs: &[i64]) -> Result<(), StoreError> {
+    if seqs.is_empty() {
         return Ok(());
     }
-    sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE sink = $1 AND event_id = ANY($2)")
+    sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE sink = $1 AND seq = ANY($2)")
         .bind(sink)
-        .bind(event_ids)
+        .bind(seqs)
         .execute(pool)
         .await
         .map_err(map_err)?;
@@ -235,7 +235,7 @@ mod tests {
             limit: 10,
         };
         assert_eq!(store.dead_letters(&q).await.unwrap().len(), 1);
-        store.mark_dead_letters_replayed("s", &[id]).await.unwrap();
+        store.mark_dead_letters_replayed("s", &[4]).await.unwrap();
         assert!(store.dead_letters(&q).await.unwrap().is_empty());
     }
 }

@@ -48,6 +48,7 @@ contract_tests!(
     round_trip_preserves_every_field,
     received_at_is_stamped_per_batch,
     resent_event_is_stored_once,
+    same_id_from_two_sources_is_two_events,
     repeated_id_within_batch_is_stored_once,
     empty_batch_stores_nothing,
     seq_is_gapless_and_chain_links_verify,
@@ -284,6 +285,7 @@ async fn quarantine_records_are_kept_once_per_event_and_stage() {
     let sqlite = SqliteStore::open("sqlite::memory:").await.expect("sqlite");
     for store in [&pg as &dyn Store, &sqlite] {
         let rec = |n: u32, stage: &str| QuarantineRecord {
+            source: "gateway".into(),
             event_id: event(n).event_id,
             stage: stage.into(),
             error: format!("failed {n}"),
@@ -293,8 +295,14 @@ async fn quarantine_records_are_kept_once_per_event_and_stage() {
             .await
             .expect("quarantine");
         store.quarantine(&[rec(1, "redact")]).await.expect("again");
+        // The same id from another source is another event.
+        let other = QuarantineRecord {
+            source: "other".into(),
+            ..rec(1, "redact")
+        };
+        store.quarantine(&[other]).await.expect("other source");
         let got = store.quarantined(10).await.expect("list");
-        assert_eq!(got.len(), 3, "{}", store.kind());
+        assert_eq!(got.len(), 4, "{}", store.kind());
         assert!(
             got.iter()
                 .any(|q| q.event_id == event(2).event_id && q.stage == "redact" && q.error == "failed 2")
@@ -328,4 +336,78 @@ async fn a_database_that_does_not_exist_is_unavailable() {
         Err(other) => panic!("expected Unavailable, got {other:?}"),
         Ok(_) => panic!("opened a missing database"),
     }
+}
+
+/// A database written before idempotency was per source (the schema of migrations 0001–0002,
+/// rows and `event_ids` as that version wrote them) upgrades on open: `event_ids` learns each
+/// row's source, every row keeps its `seq`, the chain verifies; a resend from the same source is
+/// a duplicate, the same id from another source a new event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_per_source_idempotency_upgrades_and_verifies() {
+    use crate::store::chain::{self, GENESIS};
+
+    let db = TestDb::create("upgrade").await;
+    {
+        let pool = sqlx::PgPool::connect(&db.url()).await.expect("connect");
+        let mut old = sqlx::migrate!("../migrations/postgres");
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 2)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        old.run(&pool).await.expect("old schema");
+        let received = contract::base_time();
+        let mut prev = GENESIS;
+        for (i, e) in events(3).iter().enumerate() {
+            let seq = i as i64 + 1;
+            let metadata = chain::canonical_json(&e.metadata);
+            let mut bytes = Vec::new();
+            chain::write_canonical_parts(seq, received, e, &metadata, &mut bytes);
+            let hash = chain::link(&prev, &bytes);
+            sqlx::query(
+                "INSERT INTO audit_events (seq, event_id, event_type, \"timestamp\", source, metadata, received_at, \
+                 prev_hash, hash, actor_type, actor_id, decision) \
+                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(seq)
+            .bind(e.event_id)
+            .bind(&e.event_type)
+            .bind(e.timestamp)
+            .bind(&e.source)
+            .bind(&metadata)
+            .bind(received)
+            .bind(&prev[..])
+            .bind(&hash[..])
+            .bind(e.actor_type())
+            .bind(e.actor_id())
+            .bind(e.decision.map(|d| d.as_str()))
+            .execute(&pool)
+            .await
+            .expect("old row");
+            sqlx::query("INSERT INTO event_ids (event_id, seq) VALUES ($1, $2)")
+                .bind(e.event_id)
+                .bind(seq)
+                .execute(&pool)
+                .await
+                .expect("old id");
+            prev = hash;
+        }
+        pool.close().await;
+    }
+    let store = db.open().await;
+    assert_eq!(assert_chain_verifies(&store).await.len(), 3);
+    let resend = store.append(&events(3), contract::base_time()).await.expect("resend");
+    assert_eq!(resend, vec![Appended::Duplicate; 3]);
+    let other = crate::event::Event {
+        source: "another-sender".into(),
+        ..event(0)
+    };
+    let results = store
+        .append(&[other], contract::base_time())
+        .await
+        .expect("other source");
+    assert_eq!(results, vec![Appended::Stored { seq: 4 }]);
+    assert_chain_verifies(&store).await;
 }

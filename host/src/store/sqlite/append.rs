@@ -110,21 +110,25 @@ pub(super) async fn append(
     Ok(results)
 }
 
-/// Ids of `batch` that are already stored.
-async fn existing_ids(conn: &mut SqliteConnection, batch: &[Event]) -> Result<HashSet<Uuid>, StoreError> {
-    // One statement whatever the batch size: the ids travel as one JSON array and the UNIQUE
-    // index on event_id answers the IN.
+/// The `(source, event_id)` keys of `batch` that are already stored.
+async fn existing_ids(conn: &mut SqliteConnection, batch: &[Event]) -> Result<HashSet<(String, Uuid)>, StoreError> {
+    // One statement whatever the batch size: the ids travel as one JSON array and the index on
+    // event_id answers the IN; the source is compared here.
     let ids: Vec<String> = batch.iter().map(|e| e.event_id.to_string()).collect();
     let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Database(format!("encoding ids: {e}")))?;
-    let rows = sqlx::query("SELECT event_id FROM audit_events WHERE event_id IN (SELECT value FROM json_each(?1))")
-        .bind(ids)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
+    let rows =
+        sqlx::query("SELECT source, event_id FROM audit_events WHERE event_id IN (SELECT value FROM json_each(?1))")
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
     rows.iter()
         .map(|row| {
-            let id: String = row.try_get(0).map_err(map_err)?;
-            Uuid::parse_str(&id).map_err(|_| StoreError::Database("a stored event_id is not a UUID".into()))
+            let source: String = row.try_get(0).map_err(map_err)?;
+            let id: String = row.try_get(1).map_err(map_err)?;
+            let id =
+                Uuid::parse_str(&id).map_err(|_| StoreError::Database("a stored event_id is not a UUID".into()))?;
+            Ok((source, id))
         })
         .collect()
 }
@@ -134,7 +138,7 @@ async fn existing_ids(conn: &mut SqliteConnection, batch: &[Event]) -> Result<Ha
 /// the new chain head.
 fn link_batch<'a>(
     batch: &'a [Event],
-    stored_ids: &HashSet<Uuid>,
+    stored_ids: &HashSet<(String, Uuid)>,
     start: ChainHead,
     received_at: DateTime<Utc>,
 ) -> Result<(Vec<Appended>, Vec<LinkedRow<'a>>, ChainHead), StoreError> {
@@ -144,7 +148,9 @@ fn link_batch<'a>(
     let mut head = start;
     let mut scratch = Vec::with_capacity(512);
     for event in batch {
-        if stored_ids.contains(&event.event_id) || !seen.insert(event.event_id) {
+        let event = event.normalized();
+        let key = (event.source.clone(), event.event_id);
+        if stored_ids.contains(&key) || !seen.insert(key) {
             results.push(Appended::Duplicate);
             continue;
         }
@@ -152,7 +158,6 @@ fn link_batch<'a>(
             .seq
             .checked_add(1)
             .ok_or_else(|| StoreError::Database("sequence number exhausted".into()))?;
-        let event = event.normalized();
         let metadata = chain::canonical_json(&event.metadata);
         scratch.clear();
         chain::write_canonical_parts(seq, received_at, &event, &metadata, &mut scratch);

@@ -189,8 +189,8 @@ impl Store for SqliteStore {
         sinks::dead_letters(&self.reader, q).await
     }
 
-    async fn mark_dead_letters_replayed(&self, sink: &str, event_ids: &[uuid::Uuid]) -> Result<(), StoreError> {
-        sinks::mark_replayed(&self.writer, sink, event_ids).await
+    async fn mark_dead_letters_replayed(&self, sink: &str, seqs: &[i64]) -> Result<(), StoreError> {
+        sinks::mark_replayed(&self.writer, sink, seqs).await
     }
 }
 

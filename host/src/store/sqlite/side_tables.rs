@@ -98,7 +98,7 @@ pub(super) async fn checkpoints(
 }
 
 /// See [`Store::quarantine`](crate::store::Store::quarantine): one transaction, idempotent per
-/// `(event_id, stage)`.
+/// `(source, event_id, stage)`.
 pub(super) async fn quarantine(writer: &SqlitePool, entries: &[QuarantineRecord]) -> Result<(), StoreError> {
     if entries.is_empty() {
         return Ok(());
@@ -107,9 +107,10 @@ pub(super) async fn quarantine(writer: &SqlitePool, entries: &[QuarantineRecord]
     let mut tx = writer.begin().await.map_err(map_err)?;
     for e in entries {
         sqlx::query(
-            "INSERT INTO quarantine (event_id, stage, error, quarantined_us) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (event_id, stage) DO NOTHING",
+            "INSERT INTO quarantine (source, event_id, stage, error, quarantined_us) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (source, event_id, stage) DO NOTHING",
         )
+        .bind(&e.source)
         .bind(e.event_id.to_string())
         .bind(&e.stage)
         .bind(&e.error)
@@ -128,7 +129,7 @@ pub(super) async fn quarantined(reader: &SqlitePool, limit: i64) -> Result<Vec<Q
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
-        "SELECT event_id, stage, error, quarantined_us FROM quarantine \
+        "SELECT source, event_id, stage, error, quarantined_us FROM quarantine \
          ORDER BY quarantined_us DESC, event_id, stage LIMIT ?1",
     )
     .bind(limit)
@@ -141,6 +142,7 @@ pub(super) async fn quarantined(reader: &SqlitePool, limit: i64) -> Result<Vec<Q
             let event_id = Uuid::parse_str(&id)
                 .map_err(|_| StoreError::Database("a quarantined event_id is not a UUID".into()))?;
             Ok(Quarantined {
+                source: row.try_get("source").map_err(map_err)?,
                 event_id,
                 stage: row.try_get("stage").map_err(map_err)?,
                 error: row.try_get("error").map_err(map_err)?,

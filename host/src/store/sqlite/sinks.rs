@@ -52,7 +52,7 @@ pub(super) async fn add_dead_letters(writer: &SqlitePool, letters: &[DeadLetter]
         sqlx::query(
             "INSERT INTO dead_letters (sink, event_id, seq, reason, detail, created_us) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (sink, event_id) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, \
+             ON CONFLICT (sink, seq) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, \
              created_us = CASE WHEN replayed_us IS NULL THEN created_us ELSE excluded.created_us END, \
              replayed_us = NULL",
         )
@@ -111,17 +111,17 @@ pub(super) async fn dead_letters(reader: &SqlitePool, q: &DeadLetterQuery) -> Re
         .collect()
 }
 
-pub(super) async fn mark_replayed(writer: &SqlitePool, sink: &str, event_ids: &[Uuid]) -> Result<(), StoreError> {
-    if event_ids.is_empty() {
+pub(super) async fn mark_replayed(writer: &SqlitePool, sink: &str, seqs: &[i64]) -> Result<(), StoreError> {
+    if seqs.is_empty() {
         return Ok(());
     }
     let now = Utc::now().timestamp_micros();
     let mut tx = writer.begin().await.map_err(map_err)?;
-    for id in event_ids {
-        sqlx::query("UPDATE dead_letters SET replayed_us = ?1 WHERE sink = ?2 AND event_id = ?3")
+    for seq in seqs {
+        sqlx::query("UPDATE dead_letters SET replayed_us = ?1 WHERE sink = ?2 AND seq = ?3")
             .bind(now)
             .bind(sink)
-            .bind(id.to_string())
+            .bind(seq)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -171,7 +171,7 @@ mod tests {
         let rows = store.dead_letters(&q).await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].letter.reason, "http_400");
-        store.mark_dead_letters_replayed("splunk", &[id]).await.unwrap();
+        store.mark_dead_letters_replayed("splunk", &[7]).await.unwrap();
         assert!(store.dead_letters(&q).await.unwrap().is_empty());
         let all = DeadLetterQuery {
             include_replayed: true,

@@ -56,6 +56,7 @@ contract_tests!(
     round_trip_preserves_every_field,
     received_at_is_stamped_per_batch,
     resent_event_is_stored_once,
+    same_id_from_two_sources_is_two_events,
     repeated_id_within_batch_is_stored_once,
     empty_batch_stores_nothing,
     seq_is_gapless_and_chain_links_verify,
@@ -271,4 +272,79 @@ async fn unopenable_path_is_unavailable() {
         Err(other) => panic!("expected Unavailable, got {other:?}"),
         Ok(_) => panic!("opened a directory as a database"),
     }
+}
+
+/// A store written before idempotency was per source (the schema of migrations 0001–0003, with
+/// rows linked as that version linked them) upgrades on open: every row keeps its `seq` and
+/// the chain still verifies; a resend from the same source is a duplicate, the same id from
+/// another source is a new event.
+#[tokio::test]
+async fn a_store_from_before_per_source_idempotency_upgrades_and_verifies() {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+
+    use crate::store::chain::{self, GENESIS};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    {
+        let options = SqliteConnectOptions::from_str(&url)
+            .expect("url")
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.expect("connect");
+        let mut old = sqlx::migrate!("../migrations/sqlite");
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        old.run(&pool).await.expect("old schema");
+        let received = contract::base_time();
+        let mut prev = GENESIS;
+        for (i, e) in events(3).iter().enumerate() {
+            let seq = i as i64 + 1;
+            let metadata = chain::canonical_json(&e.metadata);
+            let mut bytes = Vec::new();
+            chain::write_canonical_parts(seq, received, e, &metadata, &mut bytes);
+            let hash = chain::link(&prev, &bytes);
+            sqlx::query(
+                "INSERT INTO audit_events (seq, event_id, event_type, ts_us, source, metadata, received_us, \
+                 prev_hash, hash, actor_type, actor_id, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .bind(seq)
+            .bind(e.event_id.to_string())
+            .bind(&e.event_type)
+            .bind(e.timestamp.timestamp_micros())
+            .bind(&e.source)
+            .bind(&metadata)
+            .bind(received.timestamp_micros())
+            .bind(&prev[..])
+            .bind(&hash[..])
+            .bind(e.actor_type())
+            .bind(e.actor_id())
+            .bind(e.decision.map(|d| d.as_str()))
+            .execute(&pool)
+            .await
+            .expect("old row");
+            prev = hash;
+        }
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&url).await.expect("upgrade");
+    assert_eq!(assert_chain_verifies(&store).await.len(), 3);
+    let resend = store.append(&events(3), contract::base_time()).await.expect("resend");
+    assert_eq!(resend, vec![Appended::Duplicate; 3]);
+    let other = crate::event::Event {
+        source: "another-sender".into(),
+        ..event(0)
+    };
+    let results = store
+        .append(&[other], contract::base_time())
+        .await
+        .expect("other source");
+    assert_eq!(results, vec![Appended::Stored { seq: 4 }]);
+    assert_chain_verifies(&store).await;
 }
