@@ -423,3 +423,67 @@ async fn fuel_stops_a_looping_plugin_before_its_timeout() {
     assert_eq!(timeouts, 0.0, "the loop must be stopped by fuel, not by the timeout");
     still_serving(&server).await;
 }
+
+/// A stage that runs past its timeout on one event under `reject` answers 422 naming the
+/// event, the stage and the limit (it used to be a bare 500), and the request takes about two
+/// timeouts: the batch call and the event tried alone, not one per event.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_timeout_is_a_422_naming_the_stage_the_limit_and_the_event() {
+    let server = TestServer::start(&config("loop", "custom", "on_error = \"reject\"\ntimeout_ms = 300"));
+    let started = std::time::Instant::now();
+    let (status, body) = post(&server, &batch(50, 7)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["index"], 7, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("`hostile`") && error.contains("timeout_ms (300 ms)"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    still_serving(&server).await;
+}
+
+/// Re-running a timed-out batch event by event draws on one budget per request (two stage
+/// timeouts, then the rest in one call): ten looping events under `drop` cost about four
+/// timeouts, not eleven (5.5 s); the events tried alone and found fast are stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_slow_events_cost_one_rerun_budget_not_one_timeout_each() {
+    let server = TestServer::start(&config("loop", "custom", "on_error = \"drop\"\ntimeout_ms = 500"));
+    let mut events = batch(40, usize::MAX);
+    for i in (0..40).step_by(4) {
+        events[i]["event_type"] = json!("poison");
+    }
+    let started = std::time::Instant::now();
+    let (status, ack) = post(&server, &events).await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, 200, "{ack}");
+    assert!(
+        elapsed < std::time::Duration::from_millis(3500),
+        "10 slow events took {elapsed:?}"
+    );
+    let accepted = ack["accepted"].as_u64().unwrap();
+    let dropped = ack["dropped"].as_u64().unwrap();
+    assert_eq!(accepted + dropped, 40, "{ack}");
+    assert!(
+        dropped >= 10 && accepted >= 3,
+        "every slow event is dropped, the first fast ones kept: {ack}"
+    );
+    assert_eq!(stored_rows(&server).len() as u64, accepted);
+}
+
+/// One slow event in a batch costs its batch nothing else: under `drop`, only it is dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_slow_event_costs_only_itself() {
+    let server = TestServer::start(&config("loop", "custom", "on_error = \"drop\"\ntimeout_ms = 300"));
+    let (status, ack) = post(&server, &batch(40, 5)).await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(
+        (ack["accepted"].as_u64(), ack["dropped"].as_u64()),
+        (Some(39), Some(1)),
+        "{ack}"
+    );
+}

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::config::Limits;
 use crate::event::Event;
-use crate::pipeline::PipelineSlot;
+use crate::pipeline::{FailureKind, PipelineSlot};
 use crate::slot::Slot;
 use crate::store::{CommitError, GroupCommit, QuarantineRecord, Store};
 use crate::telemetry::metrics;
@@ -169,16 +169,28 @@ async fn accept(state: &IngestState, events: Vec<Event>) -> Result<Ack, ApiError
     let pipeline = state.pipeline.current();
     let output = pipeline.run(events).await.map_err(|r| {
         tracing::warn!(stage = %r.stage, error = %r.message, "pipeline rejected request");
-        match r.index {
-            Some(index) => ApiError::new(
+        let error = match r.kind {
+            // The event itself: the same request fails the same way again.
+            FailureKind::Reported => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("stage `{}` reported an error for this event and its error policy is reject", r.stage),
+            ),
+            FailureKind::Timeout { timeout_ms } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
-                    "stage `{}` failed on this event and its error policy is reject",
+                    "stage `{}` did not finish this event within its timeout_ms ({timeout_ms} ms) and its error policy is reject",
                     r.stage
                 ),
-            )
-            .with_index(index),
-            None => ApiError::internal(format!("stage `{}` failed and its error policy is reject", r.stage)),
+            ),
+            // The plugin trapped or broke the contract: its fault, not the sender's.
+            FailureKind::Fault => ApiError::internal(format!(
+                "stage `{}` failed on this event (the plugin trapped or broke the contract) and its error policy is reject",
+                r.stage
+            )),
+        };
+        match r.index {
+            Some(index) => error.with_index(index),
+            None => error,
         }
     })?;
     let quarantined = output.quarantined.len();

@@ -4,7 +4,7 @@
 //! Events are converted to the WIT record once on the way in and checked once on the way out,
 //! not per stage, so a chain of N stages costs one conversion, not N.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, ErrorPolicy, StageConfig, StageRole};
 use crate::event::Event;
@@ -22,6 +22,8 @@ pub struct Stage {
     pub on_error: ErrorPolicy,
     /// Warm plugin instances kept for this stage.
     pub instances: usize,
+    /// Wall-clock budget of one call (`timeout_ms`).
+    pub timeout: Duration,
     pool: TransformPool,
     metrics: StageMetrics,
 }
@@ -77,6 +79,20 @@ pub struct Rejected {
     pub message: String,
     /// Index of the failing event in the request, when one event (not the call) failed.
     pub index: Option<usize>,
+    /// How the stage failed.
+    pub kind: FailureKind,
+}
+
+/// How a stage failed on an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The plugin answered `error` for the event.
+    Reported,
+    /// The call on this event alone ran past the stage's `timeout_ms` (or the request's
+    /// re-run budget was spent before the event could be tried alone).
+    Timeout { timeout_ms: u64 },
+    /// The plugin trapped, or broke the contract, on this event alone.
+    Fault,
 }
 
 /// A config the pipeline cannot be built from.
@@ -164,6 +180,7 @@ impl Pipeline {
             on_error: sc.on_error,
             pool,
             instances: limits.instances,
+            timeout: limits.timeout,
             metrics: StageMetrics::new(&sc.name, sc.role),
         })
     }
@@ -172,7 +189,9 @@ impl Pipeline {
         &self.stages
     }
 
-    /// Run every event through the chain.
+    /// Run every event through the chain. A request's re-runs of a stage's failed batches,
+    /// event by event, share one budget of two of that stage's timeouts, so a request of many
+    /// slow events costs a bounded time, not one timeout per slow event.
     pub async fn run(&self, events: Vec<Event>) -> Result<PipelineOutput, Rejected> {
         let mut out = PipelineOutput {
             kept: Vec::with_capacity(events.len()),
@@ -184,27 +203,34 @@ impl Pipeline {
         }
         let mut offset = 0;
         let mut events = events.into_iter();
+        let mut budgets: Vec<RerunBudget> = self.stages.iter().map(|s| RerunBudget::new(2 * s.timeout)).collect();
         loop {
             let originals: Vec<Event> = events.by_ref().take(self.batch_size).collect();
             if originals.is_empty() {
                 break;
             }
             let n = originals.len();
-            self.run_batch(offset, originals, &mut out).await?;
+            self.run_batch(offset, originals, &mut out, &mut budgets).await?;
             offset += n;
         }
         Ok(out)
     }
 
-    async fn run_batch(&self, offset: usize, originals: Vec<Event>, out: &mut PipelineOutput) -> Result<(), Rejected> {
+    async fn run_batch(
+        &self,
+        offset: usize,
+        originals: Vec<Event>,
+        out: &mut PipelineOutput,
+        budgets: &mut [RerunBudget],
+    ) -> Result<(), Rejected> {
         // (index in `originals`, event as the chain has it so far)
         let mut live: Vec<(usize, WitEvent)> = originals.iter().map(to_wit).enumerate().collect();
-        for stage in &self.stages {
+        for (stage, budget) in self.stages.iter().zip(budgets.iter_mut()) {
             if live.is_empty() {
                 break;
             }
             let (idx, batch): (Vec<usize>, Vec<WitEvent>) = live.into_iter().unzip();
-            let results = stage.process_isolating(&batch).await;
+            let results = stage.process_isolating(&batch, budget).await;
             live = Vec::with_capacity(batch.len());
             let mut tally = Tally::default();
             for ((i, before), result) in idx.into_iter().zip(batch).zip(results) {
@@ -230,8 +256,10 @@ impl Pipeline {
                         return Err(Rejected {
                             stage: stage.name.clone(),
                             message: failure.summary,
-                            // A plugin `error` names this event; a failed call is the plugin's fault.
-                            index: failure.plugin_reported.then_some(offset + i),
+                            // Every failure here is this event's alone: the call failed on it
+                            // on its own, or the plugin reported it.
+                            index: Some(offset + i),
+                            kind: failure.kind,
                         });
                     }
                     ErrorPolicy::Drop => {
@@ -264,6 +292,7 @@ impl Pipeline {
                         stage: "(chain)".into(),
                         message: format!("event {}: {message}", originals[i].event_id),
                         index: Some(offset + i),
+                        kind: FailureKind::Fault,
                     });
                 }
             }
@@ -287,6 +316,9 @@ fn check_keep(before: &WitEvent, after: &WitEvent) -> Result<(), String> {
     }
     if after.event_type.is_empty() {
         return Err("event-type is empty".into());
+    }
+    if let Some((field, limit)) = crate::plugin::bindings::oversized_field(after) {
+        return Err(format!("{field} is longer than its limit of {limit} bytes"));
     }
     if after.metadata != before.metadata && !after.metadata.is_empty() {
         let text = after.metadata.trim_start();
@@ -317,7 +349,44 @@ pub struct Tally {
 #[derive(Debug)]
 struct Failure {
     summary: String,
-    plugin_reported: bool,
+    kind: FailureKind,
+}
+
+impl Failure {
+    fn of(e: &PluginError) -> Failure {
+        let kind = match e {
+            PluginError::Timeout { timeout_ms, .. } => FailureKind::Timeout {
+                timeout_ms: *timeout_ms,
+            },
+            _ => FailureKind::Fault,
+        };
+        Failure {
+            summary: e.to_string(),
+            kind,
+        }
+    }
+}
+
+/// How long one request may spend re-running one stage's failed batches event by event,
+/// across all its batches; counted from the first re-run.
+struct RerunBudget {
+    allowed: Duration,
+    deadline: Option<Instant>,
+}
+
+impl RerunBudget {
+    fn new(allowed: Duration) -> RerunBudget {
+        RerunBudget {
+            allowed,
+            deadline: None,
+        }
+    }
+
+    /// Start counting (at the first re-run); true while time is left.
+    fn left(&mut self) -> bool {
+        let deadline = *self.deadline.get_or_insert_with(|| Instant::now() + self.allowed);
+        Instant::now() < deadline
+    }
 }
 
 // `Keep` is the common case, one per event; boxing it would add an allocation per event to
@@ -333,36 +402,72 @@ impl Stage {
     /// Run the stage on a batch. When the call itself fails (trap, timeout, contract breach),
     /// re-run the batch event by event — the failed instance is already discarded, so each
     /// retry gets a healthy one — and only the events that fail alone are failures.
-    async fn process_isolating(&self, batch: &[WitEvent]) -> Vec<EventResult> {
-        match self.call(batch).await {
-            Ok(outcomes) => batch
+    ///
+    /// The re-runs draw on the request's `budget`: once it is spent, the events not yet tried
+    /// alone go in one more call together, and if that fails too they all fail as timeouts, so
+    /// many slow events cannot each cost a full timeout while one slow event still costs its
+    /// batch nothing. Under `reject`, the re-run stops at the first event that fails alone: the
+    /// request fails anyway.
+    async fn process_isolating(&self, batch: &[WitEvent], budget: &mut RerunBudget) -> Vec<EventResult> {
+        let e = match self.call(batch).await {
+            Ok(outcomes) => {
+                return batch
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(before, o)| self.event_result(before, o))
+                    .collect();
+            }
+            Err(e) if batch.len() == 1 => return vec![EventResult::Failed(Failure::of(&e))],
+            Err(e) => e,
+        };
+        tracing::warn!(stage = %self.name, events = batch.len(), error = %e, "stage call failed; re-running its batch event by event");
+        let mut results = Vec::with_capacity(batch.len());
+        for (i, event) in batch.iter().enumerate() {
+            if !budget.left() {
+                results.extend(self.process_rest(&batch[i..]).await);
+                break;
+            }
+            let result = match self.call(std::slice::from_ref(event)).await {
+                Ok(mut o) => match o.pop() {
+                    Some(outcome) => self.event_result(event, outcome),
+                    None => EventResult::Failed(Failure {
+                        summary: format!("stage `{}` returned no outcome", self.name),
+                        kind: FailureKind::Fault,
+                    }),
+                },
+                Err(e) => EventResult::Failed(Failure::of(&e)),
+            };
+            let stop = self.on_error == ErrorPolicy::Reject && matches!(result, EventResult::Failed(_));
+            results.push(result);
+            if stop {
+                break;
+            }
+        }
+        results
+    }
+
+    /// The events a spent re-run budget did not reach, in one call; if it fails they all fail.
+    async fn process_rest(&self, rest: &[WitEvent]) -> Vec<EventResult> {
+        match self.call(rest).await {
+            Ok(outcomes) => rest
                 .iter()
                 .zip(outcomes)
                 .map(|(before, o)| self.event_result(before, o))
                 .collect(),
-            Err(e) if batch.len() == 1 => vec![EventResult::Failed(Failure {
-                summary: e.to_string(),
-                plugin_reported: false,
-            })],
             Err(e) => {
-                tracing::warn!(stage = %self.name, events = batch.len(), error = %e, "stage call failed; re-running its batch event by event");
-                let mut results = Vec::with_capacity(batch.len());
-                for event in batch {
-                    results.push(match self.call(std::slice::from_ref(event)).await {
-                        Ok(mut o) => match o.pop() {
-                            Some(outcome) => self.event_result(event, outcome),
-                            None => EventResult::Failed(Failure {
-                                summary: "no outcome".into(),
-                                plugin_reported: false,
-                            }),
-                        },
-                        Err(e) => EventResult::Failed(Failure {
-                            summary: e.to_string(),
-                            plugin_reported: false,
-                        }),
-                    });
-                }
-                results
+                tracing::warn!(stage = %self.name, events = rest.len(), error = %e, "re-run budget spent and the remaining events failed together");
+                rest.iter()
+                    .map(|_| {
+                        EventResult::Failed(Failure {
+                            summary: format!(
+                                "stage `{}`: failed together with other events after the request spent its re-run budget ({} ms): {e}",
+                                self.name,
+                                self.timeout.as_millis() * 2
+                            ),
+                            kind: Failure::of(&e).kind,
+                        })
+                    })
+                    .collect()
             }
         }
     }
@@ -391,7 +496,7 @@ impl Stage {
                     });
                     EventResult::Failed(Failure {
                         summary: format!("stage `{}` broke the contract: {message}", self.name),
-                        plugin_reported: false,
+                        kind: FailureKind::Fault,
                     })
                 }
             },
@@ -400,7 +505,7 @@ impl Stage {
                 tracing::debug!(stage = %self.name, plugin_message = %message, "plugin reported an event error");
                 EventResult::Failed(Failure {
                     summary: format!("stage `{}` reported an error for this event", self.name),
-                    plugin_reported: true,
+                    kind: FailureKind::Reported,
                 })
             }
         }

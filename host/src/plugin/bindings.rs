@@ -106,6 +106,29 @@ pub fn from_wit(wit: WitEvent, original: &Event) -> Result<Event, String> {
     Ok(event)
 }
 
+/// The first typed field of a WIT event longer than its limit in
+/// [`FIELD_LIMITS`](crate::event::FIELD_LIMITS), with that limit (metadata keys are checked
+/// when the metadata is parsed, in [`from_wit`]).
+pub fn oversized_field(e: &WitEvent) -> Option<(&'static str, usize)> {
+    let fields: [(&'static str, Option<&str>); 11] = [
+        ("event_type", Some(e.event_type.as_str())),
+        ("actor.type", e.actor_type.as_deref()),
+        ("actor.id", e.actor_id.as_deref()),
+        ("agent_id", e.agent_id.as_deref()),
+        ("server_name", e.server_name.as_deref()),
+        ("tool_name", e.tool_name.as_deref()),
+        ("outcome", e.outcome.as_deref()),
+        ("reason", e.reason.as_deref()),
+        ("request_id", e.request_id.as_deref()),
+        ("correlation_id", e.correlation_id.as_deref()),
+        ("source_ip", e.source_ip.as_deref()),
+    ];
+    fields.into_iter().find_map(|(field, value)| {
+        let limit = crate::event::field_limit(field);
+        value.is_some_and(|v| v.len() > limit).then_some((field, limit))
+    })
+}
+
 fn parse_metadata(text: &str) -> Result<Map<String, Value>, String> {
     if text.is_empty() {
         return Ok(Map::new());
