@@ -502,3 +502,153 @@ async fn one_sender_cannot_suppress_another_senders_events_by_id() {
     let sources: Vec<Value> = stored_rows(&server).iter().map(|r| r["source"].clone()).collect();
     assert_eq!(sources, [json!("sender-b"), json!("gateway")]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retention that verify survives, and checkpoint key rotation
+
+/// `auditflow keygen`: (private key, public key).
+fn keygen() -> (String, String) {
+    let (ok, out, err) = cli(&["keygen"]);
+    assert!(ok, "{err}");
+    let get = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("keygen printed no {name}: {out}"))
+            .to_owned()
+    };
+    (get("private_key"), get("public_key"))
+}
+
+/// Events over the last 100 days (a few a day, days shuffled so `seq` and event time do not
+/// run in step), posted to a server on `storage` with checkpoints signed by `private`.
+async fn three_months_of_events(storage: &str, private: &str) -> (TestServer, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("chain.key"), private).unwrap();
+    let server = TestServer::start_in(
+        dir,
+        &plain_config(
+            storage,
+            "[storage.chain]\nsigning_key = { file = \"chain.key\" }\ncheckpoint_every_events = 50\n\
+             [storage.retention]\nkeep_days = 45\n",
+        ),
+    );
+    let now = chrono::Utc::now();
+    let mut days: Vec<i64> = (1..=100).collect();
+    days.sort_by_key(|d| (d * 37) % 101);
+    let mut total = 0;
+    for chunk in days.chunks(10) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .flat_map(|&d| {
+                (0..3).map(move |k| {
+                    let at = now - chrono::Duration::days(d) + chrono::Duration::minutes(k);
+                    json!({"event_type": "tool_invoke", "timestamp": at.to_rfc3339(),
+                           "actor": {"type": "user", "id": format!("u{d}-{k}")}})
+                })
+            })
+            .collect();
+        total += events.len();
+        assert_eq!(post_json(&server, TOKEN, &json!(events)).await.0, 200);
+    }
+    (server, total)
+}
+
+/// Retention on `storage`: a dry run changes nothing; `apply` removes the old events with a
+/// signed record; `verify` with the public key only passes and names the removed ranges. Returns
+/// the server and a `verify` runner for the caller's tamper step.
+async fn retention_applied(storage: &str) -> (TestServer, impl Fn() -> (bool, String, String) + use<>) {
+    let (private, public) = keygen();
+    let (server, total) = three_months_of_events(storage, &private).await;
+    let config = server.config_path.to_str().unwrap().to_owned();
+    let (ok, out, err) = cli(&["retention", "apply", "--config", &config, "--dry-run"]);
+    assert!(ok && out.starts_with("would remove "), "{out}{err}");
+    assert_eq!(stored_rows(&server).len(), total, "a dry run removed events");
+
+    let (ok, out, err) = cli(&["retention", "apply", "--config", &config]);
+    assert!(ok && out.starts_with("removed "), "{out}{err}");
+    let removed: usize = out["removed ".len()..].split(' ').next().unwrap().parse().unwrap();
+    let left = stored_rows(&server);
+    assert!(removed > 0 && left.len() == total - removed, "{out}");
+    let cutoff = (chrono::Utc::now() - chrono::Duration::days(45)).to_rfc3339();
+    assert!(
+        left.iter().any(|r| r["timestamp"].as_str().unwrap() > cutoff.as_str()),
+        "recent events are kept"
+    );
+
+    // An auditor: the store and the public key, no private key anywhere.
+    let audit = server.dir.path().join("audit.toml");
+    let url = if storage.starts_with("sqlite") {
+        server.db_url()
+    } else {
+        storage.to_owned()
+    };
+    std::fs::write(&audit, format!("[storage]\nurl = \"{url}\"\n")).unwrap();
+    let verify = move || cli(&["verify", "--config", audit.to_str().unwrap(), "--public-key", &public]);
+    let (ok, out, err) = verify();
+    assert!(ok, "verify after retention: {out}{err}");
+    assert!(
+        out.contains(&format!("{removed} events older than")) && out.contains("removed by retention"),
+        "{out}"
+    );
+    (server, verify)
+}
+
+/// The oldest row left, deleted by hand.
+const DELETE_OLDEST: &str = "DELETE FROM audit_events WHERE seq = (SELECT min(seq) FROM audit_events)";
+
+/// Finding 11 on SQLite: retention verifies, one more old row deleted by hand does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_on_sqlite_is_verifiable_and_hand_deletion_is_not() {
+    let (server, verify) = retention_applied("sqlite://events.db").await;
+    let pool = sqlx::SqlitePool::connect(&server.db_url()).await.unwrap();
+    sqlx::query(DELETE_OLDEST).execute(&pool).await.unwrap();
+    pool.close().await;
+    let (ok, out, err) = verify();
+    assert!(
+        !ok && err.contains("deleted rows"),
+        "a row deleted by hand went unnoticed: {out}{err}"
+    );
+}
+
+/// Finding 11 on PostgreSQL (whole months dropped, DEFAULT-partition rows deleted).
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_on_postgres_is_verifiable_and_hand_deletion_is_not() {
+    let db = TestDb::create("retention").await;
+    let (_server, verify) = retention_applied(&db.url()).await;
+    let mut conn = db.connect().await;
+    sqlx::query(DELETE_OLDEST).execute(&mut conn).await.unwrap();
+    let (ok, out, err) = verify();
+    assert!(
+        !ok && err.contains("deleted rows"),
+        "a row deleted by hand went unnoticed: {out}{err}"
+    );
+}
+
+/// Finding 12: checkpoints carry the id of the key that signed them; after a rotation `verify`
+/// passes with both public keys, and fails naming the key with only the new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_keys_rotate_and_an_unknown_key_fails() {
+    let (old_private, old_public) = keygen();
+    let (new_private, new_public) = keygen();
+    let (mut server, _) = three_months_of_events("sqlite://events.db", &old_private).await;
+    // Rotate: the new private key signs from the restart on.
+    std::fs::write(server.dir.path().join("chain.key"), &new_private).unwrap();
+    server.restart();
+    let events: Vec<Value> = (0..120).map(event).collect();
+    assert_eq!(post_json(&server, TOKEN, &json!(events)).await.0, 200);
+    server.stop();
+    // An auditor holds public keys only.
+    std::fs::remove_file(server.dir.path().join("chain.key")).unwrap();
+    let verify = |keys: &[&str]| {
+        let mut args = vec!["verify", "--config", server.config_path.to_str().unwrap()];
+        for k in keys {
+            args.extend(["--public-key", k]);
+        }
+        let (ok, out, err) = cli(&args);
+        (ok, format!("{out}{err}"))
+    };
+    let (ok, out) = verify(&[&old_public, &new_public]);
+    assert!(ok, "both keys: {out}");
+    let (ok, out) = verify(&[&new_public]);
+    assert!(!ok && out.contains("not a trusted key"), "only the new key: {out}");
+}

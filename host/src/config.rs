@@ -268,6 +268,21 @@ pub struct StorageConfig {
     pub max_wait_ms: u64,
     /// Signed checkpoints of the hash chain (`[storage.chain]`).
     pub chain: ChainConfig,
+    /// Removing old events (`[storage.retention]`).
+    pub retention: RetentionConfig,
+}
+
+/// `[storage.retention]`: `auditflow retention apply` removes the events older than `keep_days`
+/// (PostgreSQL: whole months once all of a month is older; SQLite: the rows), writing a
+/// retention record signed with `storage.chain.signing_key` in the same transaction, so
+/// `auditflow verify` still passes on what remains and reports what was removed. Events a
+/// configured sink has not delivered yet, and the newest event, are never removed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Keep events whose event time is at most this many days old. Unset: no retention
+    /// (`retention apply` refuses to run).
+    pub keep_days: Option<u64>,
 }
 
 /// `[storage.chain]`: signed checkpoints of the hash chain. Every `checkpoint_every_events`
@@ -284,6 +299,10 @@ pub struct ChainConfig {
     /// The Ed25519 public key (hex or base64) `auditflow verify` checks checkpoint signatures
     /// with. Unset: derived from `signing_key`.
     pub public_key: Option<String>,
+    /// More public keys `verify` trusts, e.g. the keys that signed before a key rotation
+    /// (`auditflow keygen` explains the rotation). A checkpoint or retention record signed by a
+    /// key in none of `public_key`, `public_keys` or `signing_key` fails verification.
+    pub public_keys: Vec<String>,
     /// Sign a checkpoint once this many events were stored since the last one. Default 10 000.
     pub checkpoint_every_events: u64,
     /// Sign a checkpoint once this many seconds passed since the last one and events were
@@ -296,6 +315,7 @@ impl Default for ChainConfig {
         ChainConfig {
             signing_key: None,
             public_key: None,
+            public_keys: Vec::new(),
             checkpoint_every_events: 10_000,
             checkpoint_every_secs: 10,
         }
@@ -310,6 +330,7 @@ impl Default for StorageConfig {
             max_batch_events: 5_000,
             max_wait_ms: 2,
             chain: ChainConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -1029,6 +1050,9 @@ impl Config {
                 "storage.chain.signing_key".into(),
                 "set exactly one of `env` or `file`".into(),
             ));
+        }
+        if self.storage.retention.keep_days == Some(0) {
+            return Err(("storage.retention.keep_days".into(), "must be at least 1".into()));
         }
         if chain.checkpoint_every_events == 0 {
             return Err((

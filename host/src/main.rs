@@ -76,14 +76,24 @@ enum Command {
     },
     /// Print a new Ed25519 key pair for signing chain checkpoints (`[storage.chain]`).
     Keygen,
-    /// Walk the stored hash chain and its signed checkpoints; exit non-zero and name the first
-    /// broken sequence number if anything was modified, deleted, inserted or truncated.
+    /// Walk the stored hash chain, its signed checkpoints and retention records; exit non-zero
+    /// and name the first broken sequence number if anything was modified, deleted, inserted or
+    /// truncated.
     Verify {
         #[arg(long)]
         config: PathBuf,
         /// Overrides `storage.url`.
         #[arg(long)]
         storage_url: Option<String>,
+        /// An Ed25519 public key (hex or base64) to trust, besides the config's; repeat it for
+        /// the keys of a rotation. With one given, the private signing key is never read.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+    },
+    /// Retention of old events (`[storage.retention] keep_days`).
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
     },
     /// Check a config: parse it, load and initialise every plugin.
     Validate {
@@ -150,6 +160,22 @@ enum PluginCommand {
         /// NDJSON file of events.
         #[arg(long)]
         input: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Remove the events older than `keep_days` with a signed retention record that `verify`
+    /// accepts; events a sink has not delivered and the newest event are kept.
+    Apply {
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides `storage.url`.
+        #[arg(long)]
+        storage_url: Option<String>,
+        /// Say what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -278,7 +304,16 @@ async fn run(command: Command) -> Result<()> {
         Command::Verify {
             config,
             storage_url: url,
-        } => verify_chain(&config, url).await,
+            public_keys,
+        } => verify_chain(&config, url, &public_keys).await,
+        Command::Retention {
+            command:
+                RetentionCommand::Apply {
+                    config,
+                    storage_url,
+                    dry_run,
+                },
+        } => retention_apply(&config, storage_url, dry_run).await,
         Command::Validate { config: path } => validate(&path).await,
         Command::Quarantine {
             config,
@@ -667,14 +702,20 @@ fn keygen() -> Result<()> {
     eprintln!("# Ed25519 key pair for [storage.chain] (key id {}).", signer.key_id());
     eprintln!("# Keep private_key secret: put it in the env var or file that `signing_key` names.");
     eprintln!("# public_key goes into `public_key` wherever `auditflow verify` runs.");
+    eprintln!("#");
+    eprintln!("# To rotate: keep the old public key in `public_keys = [\"<old>\"]` (checkpoints and");
+    eprintln!("# retention records keep naming the key that signed them), set `public_key` to the new");
+    eprintln!("# one, point `signing_key` at the new private key, and restart. `verify` then checks old");
+    eprintln!("# records with the old key and new ones with the new key; one signed by a key in neither");
+    eprintln!("# list fails. An auditor runs `auditflow verify --public-key <old> --public-key <new>`.");
     println!("private_key={}", signer.private_key_hex());
     println!("public_key={}", hex::encode(signer.verifying_key().as_bytes()));
     Ok(())
 }
 
-async fn verify_chain(config_path: &Path, url: Option<String>) -> Result<()> {
+async fn verify_chain(config_path: &Path, url: Option<String>, public_keys: &[String]) -> Result<()> {
     let config = load_config(config_path, url)?;
-    let keys = store::checkpoint::trusted_keys(&config)?;
+    let keys = store::checkpoint::trusted_keys(&config, public_keys)?;
     let store = open_existing_store(&config).await?;
     let report = store::verify::verify(&*store, &keys).await?;
     if report.is_ok() {
@@ -683,6 +724,59 @@ async fn verify_chain(config_path: &Path, url: Option<String>) -> Result<()> {
     } else {
         bail!("{report}")
     }
+}
+
+async fn retention_apply(config_path: &Path, url: Option<String>, dry_run: bool) -> Result<()> {
+    let config = load_config(config_path, url)?;
+    let Some(keep_days) = config.storage.retention.keep_days else {
+        bail!(
+            "{}: [storage.retention] keep_days is not set; nothing is removed without it",
+            config_path.display()
+        );
+    };
+    let signer = store::checkpoint::signing_key(&config)?;
+    let store = open_existing_store(&config).await?;
+    // Never remove what a sink has not delivered: the lowest cursor of the configured sinks.
+    let mut keep_after_seq = i64::MAX;
+    for sink in &config.sinks {
+        keep_after_seq = keep_after_seq.min(store.sink_cursor(&sink.name).await?);
+    }
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::try_from(keep_days).unwrap_or(i64::MAX / 86_400_000));
+    let request = store::retention::RetentionRequest {
+        cutoff,
+        keep_after_seq,
+        dry_run,
+    };
+    let outcome = store.apply_retention(request, &signer).await?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let ranges: Vec<String> = outcome
+        .runs
+        .iter()
+        .take(5)
+        .map(|r| format!("{}..={}", r.first_seq, r.last_seq))
+        .collect();
+    println!(
+        "{verb} {} events older than {} (seq {}{})",
+        outcome.removed,
+        cutoff.format(TIME_FORMAT),
+        if ranges.is_empty() {
+            "-".to_owned()
+        } else {
+            ranges.join(", ")
+        },
+        if outcome.runs.len() > 5 {
+            format!(" and {} more ranges", outcome.runs.len() - 5)
+        } else {
+            String::new()
+        }
+    );
+    for note in &outcome.kept {
+        println!("kept: {note}");
+    }
+    if let Some(record) = &outcome.record {
+        println!("signed retention record with key {}", record.key_id);
+    }
+    Ok(())
 }
 
 async fn dlq(command: DlqCommand) -> Result<()> {

@@ -156,6 +156,13 @@ impl TestServer {
         format!("sqlite://{}", self.dir.path().join("events.db").display())
     }
 
+    /// Stop the server and start it again on the same config, address and directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn_server(&self.config_path, &self.addr, &self.log_path);
+        self.wait_healthy();
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -138,6 +138,11 @@ impl CheckpointSigner {
         hex::encode(self.key.to_bytes())
     }
 
+    /// An Ed25519 signature of `message` (retention records sign with the chain's key too).
+    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+
     /// Sign `head` as of `at`.
     pub fn sign(&self, head: ChainHead, at: DateTime<Utc>) -> Checkpoint {
         // Stored times have microsecond precision; sign exactly what will be read back.
@@ -217,13 +222,21 @@ impl Checkpointing {
     }
 }
 
-/// The keys `auditflow verify` trusts: `public_key`, and the public half of `signing_key`
-/// when that is readable here. Empty when neither is configured.
-pub fn trusted_keys(config: &Config) -> Result<Vec<VerifyingKey>, KeyError> {
+/// The keys `auditflow verify` trusts: `extra` (from `verify --public-key`), `public_key`,
+/// `public_keys`, and the public half of `signing_key` when that is readable here and no public
+/// key was given (an auditor holds public keys only; the private key is never needed to
+/// verify). Empty when none is configured.
+pub fn trusted_keys(config: &Config, extra: &[String]) -> Result<Vec<VerifyingKey>, KeyError> {
     let chain = &config.storage.chain;
     let mut keys = Vec::new();
+    for text in extra {
+        keys.push(parse_public_key(text, "--public-key")?);
+    }
     if let Some(text) = &chain.public_key {
         keys.push(parse_public_key(text, "storage.chain.public_key")?);
+    }
+    for (i, text) in chain.public_keys.iter().enumerate() {
+        keys.push(parse_public_key(text, &format!("storage.chain.public_keys[{i}]"))?);
     }
     if let Some(source) = &chain.signing_key {
         match read_signing_key(config, source) {
@@ -234,8 +247,20 @@ pub fn trusted_keys(config: &Config) -> Result<Vec<VerifyingKey>, KeyError> {
             Err(e) => return Err(e),
         }
     }
-    keys.dedup();
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|k| seen.insert(k.to_bytes()));
     Ok(keys)
+}
+
+/// The private key of `[storage.chain] signing_key` (for `retention apply`); an error naming
+/// the key when it is not configured.
+pub fn signing_key(config: &Config) -> Result<CheckpointSigner, KeyError> {
+    match &config.storage.chain.signing_key {
+        Some(source) => read_signing_key(config, source),
+        None => Err(KeyError(
+            "storage.chain.signing_key is not set: retention records are signed with the chain's key".into(),
+        )),
+    }
 }
 
 fn read_signing_key(config: &Config, source: &SecretSource) -> Result<CheckpointSigner, KeyError> {

@@ -8,6 +8,7 @@
 //!   transaction and answers each after the commit ([`GroupCommit`]).
 //! - [`chain`]: the canonical bytes of an event and the hash link between events.
 //! - [`checkpoint`]: signed checkpoints of the chain head; [`verify`]: `auditflow verify`.
+//! - [`retention`]: removing old events with a signed record that `verify` accepts.
 //! - [`query`]: [`EventQuery`], the read filter.
 //! - [`sink_state`]: what the SIEM sinks keep here: cursors, dead letters, leases.
 //!
@@ -21,6 +22,7 @@ pub mod contract;
 pub mod group_commit;
 pub mod postgres;
 pub mod query;
+pub mod retention;
 pub mod sink_state;
 pub mod sqlite;
 pub mod verify;
@@ -174,6 +176,25 @@ pub trait Store: Send + Sync + 'static {
     /// verify` checks).
     async fn checkpoints(&self, after_seq: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
         let _ = (after_seq, limit);
+        Ok(Vec::new())
+    }
+
+    /// Remove the events `request` names, with a retention record signed by `signer` in the
+    /// same transaction ([`retention`]); a dry run only reports.
+    async fn apply_retention(
+        &self,
+        request: retention::RetentionRequest,
+        signer: &checkpoint::CheckpointSigner,
+    ) -> Result<retention::RetentionOutcome, StoreError> {
+        let _ = (request, signer);
+        Err(StoreError::Unsupported(format!(
+            "the {} store has no retention",
+            self.kind()
+        )))
+    }
+
+    /// Every retention record, oldest first (what `auditflow verify` checks).
+    async fn retention_records(&self) -> Result<Vec<retention::RetentionRecord>, StoreError> {
         Ok(Vec::new())
     }
 

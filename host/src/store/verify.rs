@@ -8,7 +8,10 @@
 //!
 //! What each finding means (the `seq` reported is the first one affected):
 //! - [`BreakKind::ModifiedRow`]: a row's `hash` does not match its contents.
-//! - [`BreakKind::DeletedRows`]: `seq`s are missing between two rows (or before the first).
+//! - [`BreakKind::DeletedRows`]: `seq`s are missing between two rows (or before the first),
+//!   and no retention record with a valid signature covers exactly those rows
+//!   ([`retention`](super::retention): a covered gap is reported as removed by retention, and
+//!   the row after it must link to the hash the record signed for the last removed row).
 //! - [`BreakKind::InsertedRow`]: two rows carry the same `seq`.
 //! - [`BreakKind::BrokenLink`]: a row's `prev_hash` is not the previous row's `hash`: the
 //!   previous row was rewritten with a recomputed hash, or this row was replaced or inserted.
@@ -16,8 +19,9 @@
 //!   has the hash a checkpoint signed: the chain was rewritten and re-hashed.
 //! - [`BreakKind::TruncatedTail`]: a checkpoint covers rows past the end of the chain: the
 //!   newest rows were deleted.
-//! - [`BreakKind::BadSignature`]: a checkpoint's signature does not verify, or it names a key
-//!   that is not trusted: the checkpoint was forged or altered.
+//! - [`BreakKind::BadSignature`]: a checkpoint's or retention record's signature does not
+//!   verify, or it names a key that is not trusted: it was forged or altered (after a key
+//!   rotation, pass every public key still in use: `verify --public-key` repeats).
 //! - [`BreakKind::UnreadableRow`]: a row cannot even be decoded (a column was altered into
 //!   something the canonical event cannot hold).
 //!
@@ -34,6 +38,7 @@ use ed25519_dalek::VerifyingKey;
 
 use super::chain::{ChainedEvent, GENESIS};
 use super::checkpoint::{Checkpoint, key_id};
+use super::retention::{RemovedRows, RetentionRecord};
 use super::{Store, StoreError};
 
 /// Rows read per round trip.
@@ -97,6 +102,8 @@ pub struct VerifyReport {
     pub last_checkpoint: Option<(i64, DateTime<Utc>)>,
     /// Rows after the newest valid checkpoint: their truncation would not be detectable yet.
     pub unsigned_tail: i64,
+    /// Retention records with valid signatures: what was removed, when, under which key.
+    pub retention: Vec<RetentionRecord>,
     /// The first break, if any.
     pub failure: Option<ChainBreak>,
 }
@@ -117,6 +124,17 @@ impl fmt::Display for VerifyReport {
                     "chain ok: {} events (seq 1..={}), {} checkpoints verified",
                     self.events, self.last_seq, self.checkpoints_verified
                 )?;
+                for r in &self.retention {
+                    write!(
+                        f,
+                        "; {} events older than {} removed by retention at {} (seq {}), signed by key {}",
+                        r.removed,
+                        r.cutoff.format("%Y-%m-%dT%H:%M:%SZ"),
+                        r.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                        r.ranges(),
+                        r.key_id
+                    )?;
+                }
                 match self.last_checkpoint {
                     Some((seq, at)) => write!(
                         f,
@@ -143,6 +161,11 @@ impl fmt::Display for VerifyReport {
 pub async fn verify(store: &dyn Store, trusted: &[VerifyingKey]) -> Result<VerifyReport, StoreError> {
     let checkpoints = all_checkpoints(store).await?;
     let (signed, signature_break) = check_signatures(&checkpoints, trusted);
+    let (retention, retention_break) = check_retention(store.retention_records().await?, trusted);
+    let mut removed = RemovedRows::default();
+    for r in &retention {
+        removed.add(&r.runs);
+    }
 
     let mut walk = Walk {
         prev_seq: 0,
@@ -150,15 +173,16 @@ pub async fn verify(store: &dyn Store, trusted: &[VerifyingKey]) -> Result<Verif
         events: 0,
         signed: &signed,
         last_signed_match: 0,
+        removed: &removed,
     };
     let chain_break = walk.run(store).await?;
     let chain_break = chain_break.or_else(|| walk.truncation());
 
     // Report whichever comes first in the chain.
-    let failure = match (signature_break, chain_break) {
-        (Some(a), Some(b)) => Some(if a.seq <= b.seq { a } else { b }),
-        (a, b) => a.or(b),
-    };
+    let failure = [signature_break, retention_break, chain_break]
+        .into_iter()
+        .flatten()
+        .min_by_key(|b| b.seq);
     let newest = signed.iter().next_back().map(|(seq, s)| (*seq, s.created_at));
     Ok(VerifyReport {
         events: walk.events,
@@ -167,8 +191,49 @@ pub async fn verify(store: &dyn Store, trusted: &[VerifyingKey]) -> Result<Verif
         checkpoints_verified: signed.keys().filter(|seq| **seq <= walk.prev_seq).count(),
         last_checkpoint: newest,
         unsigned_tail: walk.prev_seq - newest.map_or(0, |(seq, _)| seq).min(walk.prev_seq),
+        retention,
         failure,
     })
+}
+
+/// The retention records whose signatures verify with a trusted key, and the first one that
+/// does not (reported at the first `seq` it claims to have removed).
+fn check_retention(
+    records: Vec<RetentionRecord>,
+    trusted: &[VerifyingKey],
+) -> (Vec<RetentionRecord>, Option<ChainBreak>) {
+    let keys: HashMap<String, &VerifyingKey> = trusted.iter().map(|k| (key_id(k), k)).collect();
+    let mut valid = Vec::new();
+    let mut first_bad: Option<ChainBreak> = None;
+    for r in records {
+        let problem = match keys.get(&r.key_id) {
+            None => Some(format!(
+                "the retention record of {} names key {}, which is not a trusted key",
+                r.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                r.key_id
+            )),
+            Some(key) if !r.signature_is_valid(key) => Some(format!(
+                "the signature of the retention record of {} does not verify with key {}: the record was altered or forged",
+                r.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                r.key_id
+            )),
+            Some(_) => None,
+        };
+        match problem {
+            None => valid.push(r),
+            Some(detail) => {
+                let seq = r.runs.first().map_or(1, |run| run.first_seq);
+                if first_bad.as_ref().is_none_or(|b| seq < b.seq) {
+                    first_bad = Some(ChainBreak {
+                        seq,
+                        kind: BreakKind::BadSignature,
+                        detail,
+                    });
+                }
+            }
+        }
+    }
+    (valid, first_bad)
 }
 
 async fn all_checkpoints(store: &dyn Store) -> Result<Vec<Checkpoint>, StoreError> {
@@ -246,6 +311,8 @@ struct Walk<'a> {
     signed: &'a BTreeMap<i64, Signed>,
     /// The newest checkpoint the walk has matched (for the message of a mismatch).
     last_signed_match: i64,
+    /// Rows removed by (trusted) retention: gaps they cover exactly are not deletions.
+    removed: &'a RemovedRows,
 }
 
 impl Walk<'_> {
@@ -289,16 +356,22 @@ impl Walk<'_> {
         }
         if seq > self.prev_seq + 1 {
             let first = self.prev_seq + 1;
-            let detail = if seq - 1 == first {
-                format!("row {first} is missing")
-            } else {
-                format!("rows {first}..={} are missing", seq - 1)
-            };
-            return Some(ChainBreak {
-                seq: first,
-                kind: BreakKind::DeletedRows,
-                detail,
-            });
+            match self.removed.covering(first, seq - 1) {
+                // Removed by retention: the next row links to the last removed one's hash.
+                Some(last_hash) => self.prev_hash = last_hash,
+                None => {
+                    let detail = if seq - 1 == first {
+                        format!("row {first} is missing")
+                    } else {
+                        format!("rows {first}..={} are missing", seq - 1)
+                    };
+                    return Some(ChainBreak {
+                        seq: first,
+                        kind: BreakKind::DeletedRows,
+                        detail,
+                    });
+                }
+            }
         }
         if !row.link_is_valid() {
             return broken(

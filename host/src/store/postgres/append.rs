@@ -57,9 +57,9 @@ impl Laps {
 }
 
 /// What the writer needs to know about the stored chain, read under the lock.
-struct ChainState {
+pub(super) struct ChainState {
     /// The highest stored `seq`, 0 when empty.
-    max_seq: i64,
+    pub(super) max_seq: i64,
     /// The newest checkpoint's `seq` and time.
     last_checkpoint: Option<(i64, DateTime<Utc>)>,
 }
@@ -336,7 +336,7 @@ pub(super) async fn begin_locked(pool: &PgPool) -> Result<Transaction<'static, P
     pool.begin_with(BEGIN_LOCKED).await.map_err(map_err)
 }
 
-async fn chain_state(conn: &mut PgConnection) -> Result<ChainState, StoreError> {
+pub(super) async fn chain_state(conn: &mut PgConnection) -> Result<ChainState, StoreError> {
     let row = sqlx::query(
         "SELECT (SELECT max(seq) FROM event_ids) AS max_seq, cp.seq AS cp_seq, cp.created_at AS cp_at \
          FROM (SELECT 1) AS one \

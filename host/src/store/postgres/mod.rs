@@ -21,6 +21,7 @@ pub mod copy;
 mod partitions;
 mod quarantine;
 mod read;
+mod retention;
 mod sinks;
 
 use std::str::FromStr;
@@ -207,6 +208,18 @@ impl Store for PostgresStore {
 
     async fn mark_dead_letters_replayed(&self, sink: &str, seqs: &[i64]) -> Result<(), StoreError> {
         sinks::mark_replayed(&self.pool, sink, seqs).await
+    }
+
+    async fn apply_retention(
+        &self,
+        request: crate::store::retention::RetentionRequest,
+        signer: &crate::store::checkpoint::CheckpointSigner,
+    ) -> Result<crate::store::retention::RetentionOutcome, StoreError> {
+        retention::apply(&self.pool, &self.writer, request, signer).await
+    }
+
+    async fn retention_records(&self) -> Result<Vec<crate::store::retention::RetentionRecord>, StoreError> {
+        retention::records(&self.pool).await
     }
 
     async fn lock_sink(&self, sink: &str) -> Result<Option<Box<dyn SinkLease>>, StoreError> {

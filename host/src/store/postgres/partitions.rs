@@ -54,6 +54,17 @@ impl Month {
         format!("audit_events_p{:04}_{:02}", self.year(), self.month())
     }
 
+    /// The month of a partition named by [`table`](Self::table); `None` for any other name.
+    fn from_table(name: &str) -> Option<Month> {
+        let rest = name.strip_prefix("audit_events_p")?;
+        let (year, month) = rest.split_once('_')?;
+        if year.len() != 4 || month.len() != 2 || !(year.bytes().chain(month.bytes()).all(|b| b.is_ascii_digit())) {
+            return None;
+        }
+        let (year, month): (i32, i32) = (year.parse().ok()?, month.parse().ok()?);
+        (1..=12).contains(&month).then_some(Month(year * 12 + month - 1))
+    }
+
     /// The partition bounds as SQL literals: `'YYYY-MM-01 00:00:00+00'`, inclusive lower and
     /// exclusive upper. Built from integers only, so safe to splice into DDL.
     fn bounds(self) -> Option<(String, String)> {
@@ -90,6 +101,33 @@ pub(super) async fn run_periodically(pool: PgPool, every: Duration) {
             tracing::warn!(error = %e, "partition maintenance failed; events without a partition go to the default partition");
         }
     }
+}
+
+/// The monthly partitions whose whole month is before `cutoff` (their events are all older),
+/// oldest first. Only names of our own form are returned, so they are safe to splice into DDL.
+pub(super) async fn months_before(
+    conn: &mut sqlx::PgConnection,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'audit_events'::regclass",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    let mut months: Vec<Month> = names.iter().filter_map(|n| Month::from_table(n)).collect();
+    months.sort();
+    Ok(months
+        .into_iter()
+        .filter(|m| {
+            Month(m.0 + 1)
+                .first_day()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .is_some_and(|end| end.and_utc() <= cutoff)
+        })
+        .map(Month::table)
+        .collect())
 }
 
 /// Names of the partitions `audit_events` has now.
@@ -180,6 +218,20 @@ mod tests {
                 "audit_events_p2026_04"
             ]
         );
+    }
+
+    #[test]
+    fn partition_names_parse_back_to_their_month_and_nothing_else_does() {
+        let m = Month::of(Utc.with_ymd_and_hms(2026, 3, 9, 0, 0, 0).single().expect("time"));
+        assert_eq!(Month::from_table(&m.table()), Some(m));
+        for other in [
+            "audit_events_default",
+            "audit_events_p2026_13",
+            "audit_events_p26_01",
+            "x; DROP TABLE y",
+        ] {
+            assert_eq!(Month::from_table(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 mod append;
 mod read;
+mod retention;
 mod side_tables;
 mod sinks;
 
@@ -191,6 +192,18 @@ impl Store for SqliteStore {
 
     async fn mark_dead_letters_replayed(&self, sink: &str, seqs: &[i64]) -> Result<(), StoreError> {
         sinks::mark_replayed(&self.writer, sink, seqs).await
+    }
+
+    async fn apply_retention(
+        &self,
+        request: crate::store::retention::RetentionRequest,
+        signer: &crate::store::checkpoint::CheckpointSigner,
+    ) -> Result<crate::store::retention::RetentionOutcome, StoreError> {
+        retention::apply(&self.writer, &self.head, request, signer).await
+    }
+
+    async fn retention_records(&self) -> Result<Vec<crate::store::retention::RetentionRecord>, StoreError> {
+        retention::records(&self.reader).await
     }
 }
 
