@@ -260,6 +260,15 @@ fn keys_holding_pii_are_renamed() {
     let out = meta(json!({}), json!({"by_user": {"bob@x.io": 1, "amy@x.io": 2, "n": 3}}));
     let keys: Vec<&String> = out["by_user"].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["[REDACTED:email]", "[REDACTED:email]#2", "n"]);
+    // A key that already reads like a numbered one is not overwritten, and numbering goes on.
+    let mut e = event(json!({}));
+    e.metadata =
+        r#"{"m": {"a@x.io": 1, "[REDACTED:email]#2 c@x.io": 2, "b@x.io": 3, "d@x.io": 4, "e@x.io": 5}}"#.into();
+    redactor(json!({})).redact(&mut e).unwrap();
+    assert_eq!(
+        e.metadata,
+        r#"{"m": {"[REDACTED:email]": 1, "[REDACTED:email]#2 [REDACTED:email]": 2, "[REDACTED:email]#2": 3, "[REDACTED:email]#3": 4, "[REDACTED:email]#4": 5}}"#
+    );
 }
 
 #[test]

@@ -12,21 +12,26 @@ fn is_domain(b: u8) -> bool {
 
 #[inline(never)]
 pub(super) fn scan_email(s: &[u8], hits: &mut Vec<Hit>) {
+    // Each local part is looked for back to the previous at-sign at most, and each domain
+    // stops at the next one (`@` and `%` are not domain bytes), so every byte is read a bounded
+    // number of times however many at-signs there are.
     let mut done = 0;
     for at in memchr::memchr_iter(b'@', s) {
         done = email_at(s, at, at + 1, done, hits);
     }
-    // URL-encoded (`bob%40example.com`), as in query strings and form bodies.
+    // URL-encoded (`bob%40example.com`), as in query strings and form bodies. `%` is a local
+    // byte, so without the bound `%40` repeated would read back to the start from each one.
     if memchr::memchr(b'%', s).is_some() {
         let mut done = 0;
         for at in memchr::memmem::find_iter(s, b"%40") {
-            done = email_at(s, at, at + 3, done, hits);
+            done = email_at(s, at, at + 3, done, hits).max(at + 3);
         }
     }
 }
 
 /// Record the address around the at-sign `s[at..domain]`, if there is one. `done` is where
-/// the previous address ended; returns the new value.
+/// the previous address (or at-sign) ended, and the local part does not reach back past it;
+/// returns the new value.
 fn email_at(s: &[u8], at: usize, domain: usize, done: usize, hits: &mut Vec<Hit>) -> usize {
     if at < done {
         return done;
@@ -88,6 +93,8 @@ mod tests {
         assert_finds("email", "zoë.o-neil@example.com", "zoë.o-neil@example.com");
         assert_finds("email", "mailto:<ivan@sub.dept.example.io>", "ivan@sub.dept.example.io");
         assert_finds("email", "/invite?email=bob%40example.com&x=1", "bob%40example.com");
+        // A local part reaches back to the previous encoded at-sign at most.
+        assert_finds("email", "x%40y%40bob%2Bz%40example.com", "bob%2Bz%40example.com");
         assert_eq!(
             found("user@localhost and @handle and a@b.c1", "email"),
             Vec::<String>::new()

@@ -364,8 +364,10 @@ fn parse_ipv6(s: &[u8], i: usize) -> Option<usize> {
     }
     let mut end = j;
     loop {
+        // At most five hex digits are read: five already rule the group out, and reading a
+        // long run to its end from every colon before it would be quadratic.
         let mut k = j;
-        while k < s.len() && is_hex(s[k]) {
+        while k < s.len() && k - j < 5 && is_hex(s[k]) {
             k += 1;
         }
         match k - j {

@@ -269,13 +269,29 @@ fn anchored_at(anchors: &Anchors, group: u8, s: &[u8], i: usize, hits: &mut Vec<
 }
 
 /// `start` is a word start (see [`scan_anchored`]); `body` is where the prefix ends.
+///
+/// The body is read at most `max + 1` bytes far, so one attempt costs O(max) whatever follows:
+/// reading each candidate's run to its end made `AccountKey=` or `sk-` repeated over a long
+/// string quadratic (every repetition is a new candidate whose run reaches the end).
 fn match_token(rule: &TokenRule, s: &[u8], start: usize, body: usize) -> Option<Hit> {
+    let limit = s.len().min(body.saturating_add(rule.max + 1));
     let mut end = body;
-    while end < s.len() && rule.body.contains(s[end]) {
+    while end < limit && rule.body.contains(s[end]) {
         end += 1;
     }
     // Trailing sentence punctuation is not part of a dotted token.
     if matches!(rule.body, Charset::Path) {
+        if end == limit {
+            // Over-long unless all that follows in the run is trailing punctuation. Only `.`
+            // and `=` are read here, and they start no word, so no byte is read by more than
+            // the few candidates within `max` bytes before it.
+            while end < s.len() && matches!(s[end], b'.' | b'=') {
+                end += 1;
+            }
+            if end < s.len() && rule.body.contains(s[end]) {
+                return None;
+            }
+        }
         while end > body && matches!(s[end - 1], b'.' | b'=') {
             end -= 1;
         }
@@ -495,6 +511,34 @@ mod tests {
         ] {
             assert_nothing(decoy);
         }
+    }
+
+    #[test]
+    fn bounded_reads_keep_the_length_rules() {
+        // The body is read at most `max + 1` bytes far; what matches must not change.
+        let body = "a".repeat(70);
+        assert_finds("sendgrid_key", &format!("SG.{body}... next"), &format!("SG.{body}"));
+        assert_finds(
+            "sendgrid_key",
+            &format!("SG.{}.", "b".repeat(80)),
+            &format!("SG.{}", "b".repeat(80)),
+        );
+        assert_finds(
+            "sendgrid_key",
+            &format!("SG.{}{}", "b".repeat(80), ".".repeat(300)),
+            &format!("SG.{}", "b".repeat(80)),
+        );
+        assert_nothing(&format!("SG.{}", "b".repeat(81)));
+        assert_nothing(&format!("SG.{}...x", "b".repeat(80)));
+        assert_nothing(&format!("ghp_{}", "a".repeat(256)));
+        assert_finds(
+            "github_token",
+            &format!("ghp_{} x", "a".repeat(255)),
+            &format!("ghp_{}", "a".repeat(255)),
+        );
+        let key = "A".repeat(88);
+        assert_finds("azure_storage_key", &format!("AccountKey={key};"), &key);
+        assert_nothing(&format!("AccountKey={}", "A".repeat(101)));
     }
 
     #[test]
