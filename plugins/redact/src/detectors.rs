@@ -208,9 +208,8 @@ impl Detectors {
     }
 
     /// Append every finding in `text` to `hits` (unsorted, possibly overlapping). Returns
-    /// whether `text` holds a `=` or `:`, without which it cannot hold a `key=value` secret
-    /// ([`crate::secrets::SecretKeys::scan_pairs`] can then be skipped).
-    pub fn scan(&self, text: &str, hits: &mut Vec<Hit>) -> bool {
+    /// what the prefilter saw that other passes can use.
+    pub fn scan(&self, text: &str, hits: &mut Vec<Hit>) -> Seen {
         let s = text.as_bytes();
         let summary = Summary::of(s);
         if summary.at && self.on(Detector::Email) {
@@ -236,8 +235,21 @@ impl Detectors {
         if !self.anchors.is_empty() {
             tokens::scan_anchored(&self.anchors, s, hits);
         }
-        summary.colon || summary.equals
+        Seen {
+            pairs: summary.colon || summary.equals,
+            non_ascii: summary.non_ascii,
+        }
     }
+}
+
+/// What [`Detectors::scan`]'s prefilter saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    /// A `=` or `:`, without which the string cannot hold a `key=value` secret
+    /// ([`crate::secrets::SecretKeys::scan_pairs`] can then be skipped).
+    pub pairs: bool,
+    /// A non-ASCII byte, without which the normalised view is the string itself.
+    pub non_ascii: bool,
 }
 
 /// Whether `byte` occurs at least three times in `s`.
@@ -253,6 +265,7 @@ struct Summary {
     dot: bool,
     colon: bool,
     equals: bool,
+    non_ascii: bool,
 }
 
 impl Summary {
@@ -264,6 +277,7 @@ impl Summary {
         const DOT: u8 = 8;
         const COLON: u8 = 16;
         const EQUALS: u8 = 32;
+        const NON_ASCII: u8 = 64;
         const FLAGS: [u8; 256] = {
             let mut t = [0u8; 256];
             let mut d = b'0';
@@ -278,6 +292,11 @@ impl Summary {
             t[b'.' as usize] = DOT;
             t[b':' as usize] = COLON;
             t[b'=' as usize] = EQUALS;
+            let mut b = 0x80;
+            while b < 256 {
+                t[b] = NON_ASCII;
+                b += 1;
+            }
             t
         };
         let mut digits = 0;
@@ -294,6 +313,7 @@ impl Summary {
             dot: flags & DOT != 0,
             colon: flags & COLON != 0,
             equals: flags & EQUALS != 0,
+            non_ascii: flags & NON_ASCII != 0,
         }
     }
 }

@@ -5,13 +5,15 @@
 //! Wasm `transform` stage. The pieces live in their own modules: `config` (parsing and
 //! checking the stage config), `detectors` (the pattern detectors), `secrets` (secrets found
 //! by key name), `actions` (mask, hash, drop), `metadata` (the pass over the metadata JSON),
-//! `scratch` (buffers reused across a batch) and `swar` (word-at-a-time byte searches). See
-//! README.md for the config reference.
+//! `normalize` (detection on an NFKC, zero-width-free view of the text), `scratch` (buffers
+//! reused across a batch) and `swar` (word-at-a-time byte searches). See README.md for the
+//! config reference.
 
 mod actions;
 mod config;
 mod detectors;
 mod metadata;
+mod normalize;
 mod scratch;
 mod secrets;
 mod swar;
@@ -117,10 +119,13 @@ impl Redactor {
 
     /// Find everything in `text`, into `scratch.hits`.
     fn find(&self, text: &str, scratch: &mut Scratch) {
-        scratch.hits.clear();
-        if self.detectors.scan(text, &mut scratch.hits) {
-            self.secrets.scan_pairs(text, &mut scratch.hits);
-        }
+        normalize::find(
+            &self.detectors,
+            &self.secrets,
+            text,
+            &mut scratch.hits,
+            &mut scratch.view,
+        );
     }
 
     /// Find everything in `text` and rewrite it.

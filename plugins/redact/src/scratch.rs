@@ -3,6 +3,7 @@
 
 use crate::detectors::Hit;
 use crate::metadata::Edit;
+use crate::normalize::View;
 
 #[derive(Default)]
 pub struct Scratch {
@@ -10,4 +11,6 @@ pub struct Scratch {
     pub edits: Vec<Edit>,
     /// Replacement text of the metadata edits, written once, already as JSON.
     pub buf: String,
+    /// The normalised view of the current string, when it has one.
+    pub view: View,
 }

@@ -96,6 +96,8 @@ impl SecretKeys {
     /// Whether the key `key` names a secret.
     pub fn is_secret(&self, key: &str) -> bool {
         self.is_secret_bytes(key.as_bytes())
+            || (!key.is_ascii()
+                && crate::normalize::normalised(key).is_some_and(|k| self.is_secret_bytes(k.as_bytes())))
     }
 
     fn is_secret_bytes(&self, key: &[u8]) -> bool {

@@ -350,3 +350,81 @@ fn redactor_is_shareable_across_threads() {
         "{outputs:?}"
     );
 }
+
+/// Redact one typed field's text with the default config.
+fn reason(text: &str) -> Option<String> {
+    let mut e = event(json!({}));
+    e.reason = Some(text.to_owned());
+    redactor(json!({})).redact(&mut e).unwrap();
+    e.reason
+}
+
+#[test]
+fn full_width_and_zero_width_characters_do_not_hide_matches() {
+    let token = "ghp_JN6U6PrPod6eWGP4xkGXY4nttSt2JxkSSVDM";
+    let cases = [
+        ("mail alice＠example.com now", "mail [REDACTED:email] now"),
+        ("mail al\u{200b}ice@example.com now", "mail [REDACTED:email] now"),
+        ("mail alice@exam\u{ad}ple.com now", "mail [REDACTED:email] now"),
+        (
+            "mail ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｏｍ now",
+            "mail [REDACTED:email] now",
+        ),
+        ("ssn ３９１-５５-０４７６ ok", "ssn [REDACTED:ssn] ok"),
+        ("ssn 391\u{2060}-55-0476 ok", "ssn [REDACTED:ssn] ok"),
+        (
+            "card ４１１１ １１１１ １１１１ １１１１ ok",
+            "card [REDACTED:credit_card] ok",
+        ),
+        ("card 4111\u{feff}111111111111 ok", "card [REDACTED:credit_card] ok"),
+        ("pass\u{200c}word=hunter2 x", "pass\u{200c}word=[REDACTED:secret] x"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(reason(input).as_deref(), Some(expected), "{input:?}");
+    }
+    let hidden = format!("gh\u{200b}p_{}", &token[4..]);
+    assert_eq!(
+        reason(&format!("token {hidden} end")).as_deref(),
+        Some("token [REDACTED:github_token] end")
+    );
+    let hidden = format!("{}\u{200d}{}", &token[..20], &token[20..]);
+    assert_eq!(
+        reason(&format!("t {hidden}")).as_deref(),
+        Some("t [REDACTED:github_token]")
+    );
+}
+
+#[test]
+fn normalisation_changes_nothing_without_a_match() {
+    for text in [
+        "ﬁle ＡＢＣ ｖ１.２ zoë\u{200b}x soft\u{ad}hyphen ① ㎏ ½ café",
+        "１２３-４５",
+        "ｏｒｄｅｒ ４６８６９７８２５２５２９３３５",
+        "\u{feff}plain",
+    ] {
+        assert_eq!(reason(text).as_deref(), Some(text), "{text:?}");
+    }
+    // Around a match, the rest of the original text is kept as it was.
+    let text = "ﬁle ＡＢＣ al\u{200b}ice＠example.com \u{200b} ① end";
+    assert_eq!(
+        reason(&text),
+        Some("ﬁle ＡＢＣ [REDACTED:email] \u{200b} ① end".to_owned())
+    );
+}
+
+#[test]
+fn normalisation_applies_in_metadata_strings_and_keys() {
+    let out = meta(
+        json!({}),
+        json!({"m": "to bob＠x.io", "pass\u{200b}word": "hunter2", "by": {"amy＠x.io": 1}}),
+    );
+    assert_eq!(
+        out,
+        json!({"m": "to [REDACTED:email]", "pass\u{200b}word": "[REDACTED:secret]", "by": {"[REDACTED:email]": 1}})
+    );
+    // As JSON escapes too.
+    let mut e = event(json!({}));
+    e.metadata = r#"{"m": "al\u200bice@example.com"}"#.into();
+    redactor(json!({})).redact(&mut e).unwrap();
+    assert_eq!(e.metadata, r#"{"m": "[REDACTED:email]"}"#);
+}
