@@ -15,114 +15,130 @@
 //! all of them compiled slightly worse under Cranelift, and separate functions show up by name
 //! in profiles.
 
+pub mod context;
 mod email;
 mod numbers;
+mod pii;
 mod tokens;
 
+use context::{Context, Found};
 use tokens::Anchors;
 
-/// A named detector. The order is the tie-break when two detectors claim the same span: the
-/// more specific format comes first, so `token=ghp_…` is labelled `github_token`, not `secret`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Detector {
-    PrivateKey,
-    Jwt,
-    AwsAccessKey,
-    GithubToken,
-    GitlabToken,
-    SlackWebhook,
-    SlackToken,
-    StripeKey,
-    GoogleApiKey,
-    AnthropicKey,
-    OpenaiKey,
-    TwilioKey,
-    SendgridKey,
-    NpmToken,
-    AzureStorageKey,
-    HuggingfaceToken,
-    PypiToken,
-    ShopifyToken,
-    DigitaloceanToken,
-    Bearer,
-    Email,
-    CreditCard,
-    Ssn,
-    Phone,
-    Ipv4,
-    Ipv6,
-    /// A value found by its key name (`password=…`, `"token": …`), not by its format. Not in
-    /// [`Detector::ALL`]: it is configured through `secret_keys`, not `detectors`.
-    Secret,
+/// Declares [`Detector`], its config names and [`Detector::ALL`] from one list, so a name
+/// cannot be missing from one of them.
+macro_rules! detectors {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// A named detector. The order is the tie-break when two detectors claim the same
+        /// span: the more specific format comes first, so `token=ghp_…` is labelled
+        /// `github_token`, not `secret`. Names are stable: they appear in configs, in
+        /// `[REDACTED:<name>]` and in docs/REDACTION.md.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[repr(u8)]
+        pub enum Detector {
+            $($(#[$doc])* $variant,)*
+            /// A value found by its key name (`password=…`, `"token": …`), not by its
+            /// format. Not in [`Detector::ALL`]: it is configured through `secret_keys`, not
+            /// `detectors`.
+            Secret,
+        }
+
+        impl Detector {
+            /// The pattern detectors, i.e. the names `detectors` and `actions` accept.
+            pub const ALL: [Detector; Detector::COUNT - 1] = [$(Detector::$variant,)*];
+
+            /// The config name, also the label in `[REDACTED:<name>]`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Detector::$variant => $name,)*
+                    Detector::Secret => "secret",
+                }
+            }
+        }
+    };
+}
+
+detectors! {
+    PrivateKey => "private_key",
+    Jwt => "jwt",
+    AwsAccessKey => "aws_access_key",
+    GithubToken => "github_token",
+    GitlabToken => "gitlab_token",
+    SlackWebhook => "slack_webhook",
+    SlackToken => "slack_token",
+    StripeKey => "stripe_key",
+    GoogleApiKey => "google_api_key",
+    AnthropicKey => "anthropic_key",
+    OpenaiKey => "openai_key",
+    TwilioKey => "twilio_key",
+    SendgridKey => "sendgrid_key",
+    NpmToken => "npm_token",
+    AzureStorageKey => "azure_storage_key",
+    HuggingfaceToken => "huggingface_token",
+    PypiToken => "pypi_token",
+    ShopifyToken => "shopify_token",
+    DigitaloceanToken => "digitalocean_token",
+    OnepasswordToken => "onepassword_token",
+    AdobeClientSecret => "adobe_client_secret",
+    AgeSecretKey => "age_secret_key",
+    AlibabaAccessKey => "alibaba_access_key",
+    ArtifactoryToken => "artifactory_token",
+    AwsBedrockKey => "aws_bedrock_key",
+    ClickhouseKey => "clickhouse_key",
+    ClojarsToken => "clojars_token",
+    CloudflareOriginCaKey => "cloudflare_origin_ca_key",
+    DatabricksToken => "databricks_token",
+    DopplerToken => "doppler_token",
+    DuffelToken => "duffel_token",
+    DynatraceToken => "dynatrace_token",
+    EasypostToken => "easypost_token",
+    FacebookToken => "facebook_token",
+    FlutterwaveKey => "flutterwave_key",
+    FlyioToken => "flyio_token",
+    FrameioToken => "frameio_token",
+    GrafanaToken => "grafana_token",
+    HarnessToken => "harness_token",
+    HerokuKey => "heroku_key",
+    InfracostToken => "infracost_token",
+    LinearKey => "linear_key",
+    NotionToken => "notion_token",
+    OpenshiftToken => "openshift_token",
+    PerplexityKey => "perplexity_key",
+    PlanetscaleToken => "planetscale_token",
+    PostmanKey => "postman_key",
+    PrefectToken => "prefect_token",
+    PulumiToken => "pulumi_token",
+    ReadmeToken => "readme_token",
+    RubygemsToken => "rubygems_token",
+    ScalingoToken => "scalingo_token",
+    SendinblueKey => "sendinblue_key",
+    SentryToken => "sentry_token",
+    SettlemintToken => "settlemint_token",
+    ShippoToken => "shippo_token",
+    SourcegraphToken => "sourcegraph_token",
+    SquareToken => "square_token",
+    VaultToken => "vault_token",
+    Bearer => "bearer",
+    UrlCredentials => "url_credentials",
+    Email => "email",
+    CreditCard => "credit_card",
+    Iban => "iban",
+    Ssn => "ssn",
+    UsItin => "us_itin",
+    UsBankRouting => "us_bank_routing",
+    UsPassport => "us_passport",
+    UsDriverLicense => "us_driver_license",
+    CryptoWallet => "crypto_wallet",
+    Phone => "phone",
+    Ipv4 => "ipv4",
+    Ipv6 => "ipv6",
+    MacAddress => "mac_address",
+    DateOfBirth => "date_of_birth",
+    GenericSecret => "generic_secret",
 }
 
 impl Detector {
     /// Number of detectors including [`Detector::Secret`]; sizes per-detector tables.
     pub const COUNT: usize = Detector::Secret as usize + 1;
-
-    /// The pattern detectors, i.e. the names `detectors` and `actions` accept.
-    pub const ALL: [Detector; Detector::COUNT - 1] = [
-        Detector::PrivateKey,
-        Detector::Jwt,
-        Detector::AwsAccessKey,
-        Detector::GithubToken,
-        Detector::GitlabToken,
-        Detector::SlackWebhook,
-        Detector::SlackToken,
-        Detector::StripeKey,
-        Detector::GoogleApiKey,
-        Detector::AnthropicKey,
-        Detector::OpenaiKey,
-        Detector::TwilioKey,
-        Detector::SendgridKey,
-        Detector::NpmToken,
-        Detector::AzureStorageKey,
-        Detector::HuggingfaceToken,
-        Detector::PypiToken,
-        Detector::ShopifyToken,
-        Detector::DigitaloceanToken,
-        Detector::Bearer,
-        Detector::Email,
-        Detector::CreditCard,
-        Detector::Ssn,
-        Detector::Phone,
-        Detector::Ipv4,
-        Detector::Ipv6,
-    ];
-
-    /// The config name, also the label in `[REDACTED:<name>]`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Detector::PrivateKey => "private_key",
-            Detector::Jwt => "jwt",
-            Detector::AwsAccessKey => "aws_access_key",
-            Detector::GithubToken => "github_token",
-            Detector::GitlabToken => "gitlab_token",
-            Detector::SlackWebhook => "slack_webhook",
-            Detector::SlackToken => "slack_token",
-            Detector::StripeKey => "stripe_key",
-            Detector::GoogleApiKey => "google_api_key",
-            Detector::AnthropicKey => "anthropic_key",
-            Detector::OpenaiKey => "openai_key",
-            Detector::TwilioKey => "twilio_key",
-            Detector::SendgridKey => "sendgrid_key",
-            Detector::NpmToken => "npm_token",
-            Detector::AzureStorageKey => "azure_storage_key",
-            Detector::HuggingfaceToken => "huggingface_token",
-            Detector::PypiToken => "pypi_token",
-            Detector::ShopifyToken => "shopify_token",
-            Detector::DigitaloceanToken => "digitalocean_token",
-            Detector::Bearer => "bearer",
-            Detector::Email => "email",
-            Detector::CreditCard => "credit_card",
-            Detector::Ssn => "ssn",
-            Detector::Phone => "phone",
-            Detector::Ipv4 => "ipv4",
-            Detector::Ipv6 => "ipv6",
-            Detector::Secret => "secret",
-        }
-    }
 
     /// The pattern detector called `name`.
     pub fn from_name(name: &str) -> Option<Detector> {
@@ -189,17 +205,64 @@ fn is_word(b: u8) -> bool {
 pub struct Detectors {
     enabled: [bool; Detector::COUNT],
     anchors: Anchors,
+    context: Context,
+}
+
+/// What the scanners of one string share: the enabled detectors, the text, the key of the
+/// JSON entry holding it, and the context words found so far.
+pub(crate) struct Cx<'a> {
+    detectors: &'a Detectors,
+    s: &'a [u8],
+    key: &'a str,
+    found: Found,
+}
+
+impl Cx<'_> {
+    fn on(&self, d: Detector) -> bool {
+        self.detectors.on(d)
+    }
+
+    /// Whether a context word of `d` is near `s[start..end]` (or in the key).
+    fn near(&mut self, d: Detector, start: usize, end: usize) -> bool {
+        self.detectors
+            .context
+            .near(d, self.s, self.key, start, end, &mut self.found)
+    }
 }
 
 impl Detectors {
+    /// The detectors in `enabled_list` with the default context words and window.
+    #[cfg(test)]
     pub fn new(enabled_list: &[Detector]) -> Detectors {
+        Detectors::with_context(enabled_list, &[], context::DEFAULT_WINDOW)
+    }
+
+    /// The detectors in `enabled_list`; `words` replaces the default context words of the
+    /// detectors it names; `window` is in characters.
+    pub fn with_context(enabled_list: &[Detector], words: &[(Detector, Vec<String>)], window: usize) -> Detectors {
         let mut enabled = [false; Detector::COUNT];
         for &d in enabled_list {
             enabled[d as usize] = true;
         }
+        let defaults: Vec<(Detector, Vec<String>)> = context::GATED
+            .iter()
+            .map(|&d| (d, context::default_words(d).iter().map(|w| w.to_string()).collect()))
+            .collect();
+        let list = |d: Detector| -> &[String] {
+            if !enabled[d as usize] {
+                return &[];
+            }
+            words
+                .iter()
+                .chain(&defaults)
+                .find(|(x, _)| *x == d)
+                .map_or(&[], |(_, w)| w.as_slice())
+        };
+        let context = Context::new(list, window);
         Detectors {
             enabled,
             anchors: Anchors::new(&enabled),
+            context,
         }
     }
 
@@ -207,30 +270,57 @@ impl Detectors {
         self.enabled[d as usize]
     }
 
-    /// Append every finding in `text` to `hits` (unsorted, possibly overlapping). Returns
-    /// what the prefilter saw that other passes can use.
-    pub fn scan(&self, text: &str, hits: &mut Vec<Hit>) -> Seen {
+    fn any(&self, ds: &[Detector]) -> bool {
+        ds.iter().any(|&d| self.on(d))
+    }
+
+    /// Append every finding in `text` to `hits` (unsorted, possibly overlapping). `key` is
+    /// the key of the JSON entry holding the text (and its parent's), for context words.
+    /// Returns what the prefilter saw that other passes can use.
+    pub fn scan(&self, text: &str, key: &str, hits: &mut Vec<Hit>) -> Seen {
+        use Detector::*;
         let s = text.as_bytes();
         let summary = Summary::of(s);
-        if summary.at && self.on(Detector::Email) {
+        let mut cx = Cx {
+            detectors: self,
+            s,
+            key,
+            found: Found::default(),
+        };
+        if summary.at && self.on(Email) {
             email::scan_email(s, hits);
         }
-        if summary.digits >= 9 && summary.dash && self.on(Detector::Ssn) {
-            numbers::scan_ssn(s, hits);
+        if summary.at && summary.colon && self.on(UrlCredentials) {
+            pii::scan_url_credentials(s, hits);
         }
-        if summary.digits >= 13 && self.on(Detector::CreditCard) {
+        if summary.digits >= 9 && self.any(&[Ssn, UsItin]) {
+            numbers::scan_ssn(s, &mut cx, hits);
+        }
+        if summary.digits >= 13 && self.on(CreditCard) {
             numbers::scan_cards(s, hits);
         }
-        if summary.digits >= 8 && self.on(Detector::Phone) {
-            numbers::scan_phones(s, hits);
+        if summary.digits >= 8 && self.on(Phone) {
+            numbers::scan_phones(s, &mut cx, hits);
         }
         // An address has three dots; most strings with digits and a dot (versions, decimals,
         // host names) have fewer, and counting is cheaper than the scan.
-        if summary.digits >= 4 && summary.dot && self.on(Detector::Ipv4) && has_three(s, b'.') {
+        if summary.digits >= 4 && summary.dot && self.on(Ipv4) && has_three(s, b'.') {
             numbers::scan_ipv4(s, hits);
         }
-        if summary.colon && self.on(Detector::Ipv6) {
+        if summary.colon && self.on(Ipv6) {
             numbers::scan_ipv6(s, hits);
+        }
+        if (summary.colon || summary.dash || summary.dot) && s.len() >= 14 && self.on(MacAddress) {
+            pii::scan_mac(s, hits);
+        }
+        if summary.digits >= 10 && self.on(Iban) {
+            pii::scan_iban(s, hits);
+        }
+        if summary.digits >= 4 && self.any(&[Ssn, UsItin, UsBankRouting, UsPassport, UsDriverLicense]) {
+            pii::scan_ids(s, &mut cx, hits);
+        }
+        if summary.digits >= 4 && self.on(DateOfBirth) {
+            pii::scan_dates(s, &mut cx, hits);
         }
         if !self.anchors.is_empty() {
             tokens::scan_anchored(&self.anchors, s, hits);
@@ -331,7 +421,7 @@ pub(crate) mod testing {
     /// The `(detector name, matched text)` pairs found in `text`, in order.
     pub fn find(text: &str) -> Vec<(&'static str, String)> {
         let mut hits = Vec::new();
-        all().scan(text, &mut hits);
+        all().scan(text, "", &mut hits);
         hits.sort_by_key(|h| (h.start, h.detector));
         hits.iter()
             .map(|h| (h.detector.name(), text[h.start..h.end].to_owned()))
@@ -385,7 +475,7 @@ mod tests {
             "latency 1762000000",
             "build 10.0.19045",
             "std::fmt::Display",
-            "12:30:45 and 00:1a:2b:3c:4d:5e",
+            "12:30:45 and 1.2.3",
             "Bearer authentication is required",
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
             "task-1234567890",
@@ -401,6 +491,7 @@ mod tests {
         let mut hits = Vec::new();
         only_email.scan(
             "bob@example.com 391-55-0476 AKIAK0QIA9CN3K6CYMWG 203.0.173.44",
+            "",
             &mut hits,
         );
         assert_eq!(hits.len(), 1);

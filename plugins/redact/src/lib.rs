@@ -64,8 +64,8 @@ impl Redactor {
             })
             .collect();
         Ok(Redactor {
-            detectors: Detectors::new(&settings.detectors),
-            secrets: SecretKeys::new(&settings.secret_keys),
+            detectors: Detectors::with_context(&settings.detectors, &settings.context_words, settings.context_window),
+            secrets: SecretKeys::new(&settings.secret_keys).with_generic(settings.generic()),
             actions: settings.actions,
             hasher: Hasher::new(settings.hash_key.as_deref()),
             typed,
@@ -80,6 +80,7 @@ impl Redactor {
     }
 
     fn redact_with(&self, event: &mut Event, scratch: &mut Scratch) -> Result<(), String> {
+        scratch.key.clear();
         for &(index, plan) in &self.typed {
             let field = fields::text_field_at_mut(event, index);
             let Some(value) = field.as_deref() else {
@@ -123,6 +124,7 @@ impl Redactor {
             &self.detectors,
             &self.secrets,
             text,
+            &scratch.key,
             &mut scratch.hits,
             &mut scratch.view,
         );

@@ -68,6 +68,8 @@ pub fn redact(r: &Redactor, text: &str, scratch: &mut Scratch) -> Result<Option<
         sc: scratch,
         track,
         path: String::new(),
+        key: (0, 0),
+        parent: (0, 0),
     };
     if track {
         pass.path.push_str("metadata");
@@ -137,6 +139,10 @@ struct Pass<'a, 'h> {
     /// Whether any metadata rule exists; without one the path is not built at all.
     track: bool,
     path: String,
+    /// The raw text (between the quotes) of the key whose value is being read, and of its
+    /// parent's key: the context of the detectors' context words and of `generic_secret`.
+    key: (usize, usize),
+    parent: (usize, usize),
 }
 
 impl<'a> Pass<'a, '_> {
@@ -255,7 +261,11 @@ impl<'a> Pass<'a, '_> {
             self.path.push('.');
             self.path.push_str(&key);
         }
+        let saved = (self.key, self.parent);
+        self.parent = self.key;
+        self.key = (key_start + 1, key_end - 1);
         let dropped = self.entry_value(mode, &key, key_start, key_end, renamed);
+        (self.key, self.parent) = saved;
         self.path.truncate(mark);
         dropped
     }
@@ -284,7 +294,8 @@ impl<'a> Pass<'a, '_> {
         if mode != Mode::Scan {
             return Ok(matches!(self.value(mode)?, Fate::Drop));
         }
-        // Keys can hold PII too (maps keyed by email address).
+        // Keys can hold PII too (maps keyed by email address); their context is the parent.
+        self.set_context(false);
         match self.r.rewrite_text(key, self.sc) {
             Rewrite::Unchanged => {}
             Rewrite::Changed(new) => {
@@ -431,6 +442,7 @@ impl<'a> Pass<'a, '_> {
     /// Run the detectors over `text`, the decoded value of the token `src[start..pos]`, and
     /// write the redacted string straight into the replacement buffer.
     fn rewrite(&mut self, start: usize, text: &str) -> Fate {
+        self.set_context(true);
         self.r.find(text, self.sc);
         if self.sc.hits.is_empty() {
             return Fate::Keep;
@@ -456,6 +468,25 @@ impl<'a> Pass<'a, '_> {
             to: self.sc.buf.len(),
         });
         Fate::Keep
+    }
+
+    /// Put the parent key and (for a value) the current key into `scratch.key`, each cut to
+    /// its last 64 bytes so that the context of a string costs O(1) however long keys are.
+    fn set_context(&mut self, value: bool) {
+        fn tail(src: &str, (a, b): (usize, usize)) -> &str {
+            let mut from = a.max(b.saturating_sub(64));
+            while from < b && !src.is_char_boundary(from) {
+                from += 1;
+            }
+            src.get(from..b).unwrap_or("")
+        }
+        let key = &mut self.sc.key;
+        key.clear();
+        key.push_str(tail(self.src, self.parent));
+        key.push('\n');
+        if value {
+            key.push_str(tail(self.src, self.key));
+        }
     }
 
     fn delete(&mut self, start: usize, end: usize) {

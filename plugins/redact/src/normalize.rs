@@ -85,16 +85,19 @@ pub fn normalised(text: &str) -> Option<String> {
 }
 
 /// Find everything in `text` into `hits` (cleared first): the detectors and the key=value
-/// secrets on the text itself and, if it has one, on its normalised view, mapped back.
-pub fn find(detectors: &Detectors, secrets: &SecretKeys, text: &str, hits: &mut Vec<Hit>, view: &mut View) {
+/// secrets on the text itself and, if it has one, on its normalised view, mapped back. `key`
+/// is the JSON key holding the text, after its parent's and a newline (empty outside JSON).
+pub fn find(detectors: &Detectors, secrets: &SecretKeys, text: &str, key: &str, hits: &mut Vec<Hit>, view: &mut View) {
     hits.clear();
-    let seen = detectors.scan(text, hits);
+    let seen = detectors.scan(text, key, hits);
     if seen.pairs {
         secrets.scan_pairs(text, hits);
     }
+    let own_key = key.rsplit('\n').next().unwrap_or(key);
+    secrets.scan_value(own_key, text, hits);
     if seen.non_ascii && view.build(text) {
         let from = hits.len();
-        let seen = detectors.scan(&view.text, hits);
+        let seen = detectors.scan(&view.text, key, hits);
         if seen.pairs {
             secrets.scan_pairs(&view.text, hits);
         }

@@ -13,4 +13,7 @@ pub struct Scratch {
     pub buf: String,
     /// The normalised view of the current string, when it has one.
     pub view: View,
+    /// The JSON key holding the current string, after its parent's and a newline (the
+    /// context of context words and `generic_secret`); empty for typed fields.
+    pub key: String,
 }

@@ -43,6 +43,84 @@ fn normalise_into(key: &[u8], out: &mut [u8; MAX_KEY]) -> usize {
     n
 }
 
+/// The gitleaks `generic-api-key` keywords (config/gitleaks.toml): a key containing one of
+/// them marks its value as a secret if the value looks random enough (`generic_secret`).
+pub const DEFAULT_GENERIC_KEYS: &[&str] = &[
+    "access",
+    "api",
+    "auth",
+    "credential",
+    "creds",
+    "key",
+    "passwd",
+    "password",
+    "secret",
+    "token",
+];
+
+/// The gitleaks `generic-api-key` entropy threshold, in bits per character.
+pub const DEFAULT_GENERIC_ENTROPY: f64 = 3.5;
+
+/// `generic_secret`: high-entropy values next to secret-ish keys.
+pub struct Generic {
+    keys: SecretKeys,
+    entropy: f64,
+}
+
+impl Generic {
+    pub fn new(keys: &[String], entropy: f64) -> Generic {
+        Generic {
+            keys: SecretKeys::new(keys),
+            entropy,
+        }
+    }
+
+    /// Whether `value`, under a key that matched, looks like a generated secret: 10–150 bytes
+    /// of `[A-Za-z0-9_.=+/-]` with a letter and a digit, entropy over the threshold, and not
+    /// a UUID or a bare hex digest (request ids, commit and content hashes are not secrets).
+    fn value(&self, v: &[u8]) -> bool {
+        if !(10..=150).contains(&v.len())
+            || !v
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'=' | b'+' | b'/' | b'-'))
+            || !v.iter().any(|b| b.is_ascii_digit())
+            || !v.iter().any(|b| b.is_ascii_alphabetic())
+        {
+            return false;
+        }
+        let hex = |b: &u8| b.is_ascii_hexdigit();
+        let uuid = v.len() == 36
+            && v.iter().enumerate().all(|(i, b)| {
+                if matches!(i, 8 | 13 | 18 | 23) {
+                    *b == b'-'
+                } else {
+                    hex(b)
+                }
+            });
+        if uuid || v.iter().all(hex) {
+            return false;
+        }
+        entropy(v) >= self.entropy
+    }
+}
+
+/// Shannon entropy of `s` in bits per byte.
+fn entropy(s: &[u8]) -> f64 {
+    let mut counts = [0u32; 256];
+    for &b in s {
+        counts[usize::from(b)] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
 /// The configured secret key names.
 pub struct SecretKeys {
     /// Normalised, deduplicated entries; empty when key-name detection is off.
@@ -52,6 +130,8 @@ pub struct SecretKeys {
     starts: Box<[u64; 1024]>,
     /// Entries of a single byte.
     singles: [bool; 256],
+    /// `generic_secret`, when enabled.
+    generic: Option<Box<Generic>>,
 }
 
 impl SecretKeys {
@@ -84,6 +164,30 @@ impl SecretKeys {
             entries: normalised,
             starts,
             singles,
+            generic: None,
+        }
+    }
+
+    /// These key names, and `generic_secret` with `generic`.
+    pub fn with_generic(mut self, generic: Option<Generic>) -> SecretKeys {
+        self.generic = generic.map(Box::new);
+        self
+    }
+
+    /// A [`Detector::GenericSecret`] hit for the whole of `text`, the string value of the JSON
+    /// entry `key`, if the key is secret-ish and the value looks generated. (A key that names
+    /// a secret outright has its value replaced whole before it is scanned.)
+    pub fn scan_value(&self, key: &str, text: &str, hits: &mut Vec<Hit>) {
+        if let Some(g) = &self.generic
+            && !key.is_empty()
+            && g.keys.is_secret_bytes(key.as_bytes())
+            && g.value(text.as_bytes())
+        {
+            hits.push(Hit {
+                start: 0,
+                end: text.len(),
+                detector: Detector::GenericSecret,
+            });
         }
     }
 
@@ -128,7 +232,7 @@ impl SecretKeys {
     /// pair in `text` whose key names a secret, and for the password in URL userinfo
     /// (`scheme://user:password@host`). The key itself is kept.
     pub fn scan_pairs(&self, text: &str, hits: &mut Vec<Hit>) {
-        if self.entries.is_empty() {
+        if self.entries.is_empty() && self.generic.is_none() {
             return;
         }
         let s = text.as_bytes();
@@ -137,19 +241,16 @@ impl SecretKeys {
             if sep < done {
                 continue;
             }
-            if let Some((start, end)) = self.pair_value(s, sep) {
-                hits.push(Hit {
-                    start,
-                    end,
-                    detector: Detector::Secret,
-                });
+            if let Some((start, end, detector)) = self.pair_value(s, sep) {
+                hits.push(Hit { start, end, detector });
                 done = end;
             }
         }
     }
 
-    /// The span of the secret value after the separator at `sep`, if its key is a secret key.
-    fn pair_value(&self, s: &[u8], sep: usize) -> Option<(usize, usize)> {
+    /// The span of the secret value after the separator at `sep`, if its key is a secret key
+    /// (or a secret-ish one and the value looks generated: `generic_secret`).
+    fn pair_value(&self, s: &[u8], sep: usize) -> Option<(usize, usize, Detector)> {
         // The key: `password=`, `password: `, `"password": `, `password = `.
         let mut k_end = sep;
         while k_end > 0 && s[k_end - 1] == b' ' {
@@ -165,12 +266,18 @@ impl SecretKeys {
         if k_start == k_end {
             return None;
         }
+        // `scheme://user:password@host` is not a key: the `url_credentials` detector has it.
         if s[sep] == b':' && k_start >= 3 && &s[k_start - 3..k_start] == b"://" {
-            return userinfo_password(s, sep);
-        }
-        if !self.is_secret_bytes(&s[k_start..k_end]) {
             return None;
         }
+        let key = &s[k_start..k_end];
+        let detector = if self.is_secret_bytes(key) {
+            Detector::Secret
+        } else if self.generic.as_ref().is_some_and(|g| g.keys.is_secret_bytes(key)) {
+            Detector::GenericSecret
+        } else {
+            return None;
+        };
         let mut v = sep + 1;
         // `key: value` and `key = value` are spaced; in `KEY= NEXT=x` the value is empty.
         if s[sep] == b':' || k_end < sep {
@@ -178,12 +285,20 @@ impl SecretKeys {
                 v += 1;
             }
         }
+        // A generic value is at most 150 bytes: read no further, so that a failed candidate
+        // costs O(1) (a value running to the end of the string from every `=` of
+        // `key=key=key=…` would make the pass quadratic). A secret key's value is taken
+        // whole, and the scan resumes after it.
+        let limit = match detector {
+            Detector::GenericSecret => s.len().min(v + 153),
+            _ => s.len(),
+        };
         if let Some(&q) = s.get(v).filter(|&&b| b == b'"' || b == b'\'') {
             let start = v + 1;
-            let end = memchr::memchr(q, &s[start..]).map_or(s.len(), |e| start + e);
-            return (end > start).then_some((start, end));
+            let end = memchr::memchr(q, &s[start..limit.max(start)]).map_or(limit.max(start), |e| start + e);
+            return self.kept(s, start, end, detector);
         }
-        let mut end = value_end(s, v);
+        let mut end = value_end(&s[..limit], v);
         // `Authorization: Bearer abc`: redact the credential, keep the scheme.
         let word = &s[v..end];
         if SCHEMES.iter().any(|scheme| word.eq_ignore_ascii_case(scheme)) && s.get(end) == Some(&b' ') {
@@ -191,12 +306,19 @@ impl SecretKeys {
             while s.get(c) == Some(&b' ') {
                 c += 1;
             }
-            if c < s.len() && value_end(s, c) > c {
+            if c < limit && value_end(&s[..limit], c) > c {
                 v = c;
-                end = value_end(s, c);
+                end = value_end(&s[..limit], c);
             }
         }
-        (end > v).then_some((v, end))
+        self.kept(s, v, end, detector)
+    }
+
+    /// The value `s[start..end]` as a hit, if it is one: non-empty, and for `generic_secret`
+    /// generated-looking.
+    fn kept(&self, s: &[u8], start: usize, end: usize, detector: Detector) -> Option<(usize, usize, Detector)> {
+        let generic_ok = || self.generic.as_ref().is_some_and(|g| g.value(&s[start..end]));
+        (end > start && (detector == Detector::Secret || generic_ok())).then_some((start, end, detector))
     }
 }
 
@@ -210,16 +332,6 @@ fn value_end(s: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// In `scheme://user:password@host/…` the password runs from after `:` to the `@`.
-fn userinfo_password(s: &[u8], colon: usize) -> Option<(usize, usize)> {
-    let start = colon + 1;
-    let mut i = start;
-    while i < s.len() && !matches!(s[i], b'@' | b'/' | b' ' | b'?' | b'#' | b'"' | b'\'') {
-        i += 1;
-    }
-    (s.get(i) == Some(&b'@') && i > start).then_some((start, i))
 }
 
 #[cfg(test)]
@@ -325,9 +437,31 @@ mod tests {
     }
 
     #[test]
-    fn url_userinfo() {
-        assert_eq!(values("postgres://app:s3cr3t@db.internal:5432/app"), ["s3cr3t"]);
+    fn url_userinfo_is_left_to_its_detector() {
+        assert_eq!(values("postgres://app:s3cr3t@db.internal:5432/app"), Vec::<&str>::new());
         assert_eq!(values("https://example.com:8443/path"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn generic_values_need_entropy() {
+        let keys: Vec<String> = DEFAULT_GENERIC_KEYS.iter().map(|s| s.to_string()).collect();
+        let g = SecretKeys::new(&[]).with_generic(Some(Generic::new(&keys, DEFAULT_GENERIC_ENTROPY)));
+        let found = |text: &str| {
+            let mut hits = Vec::new();
+            g.scan_pairs(text, &mut hits);
+            hits.iter().map(|h| text[h.start..h.end].to_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(found("signing_key=Zk3q9XvB2mL7pR4tW8yN1c"), ["Zk3q9XvB2mL7pR4tW8yN1c"]);
+        assert_eq!(found("auth_code: 8fJ2kLq9Zx4Tb7Wn0Rm5"), ["8fJ2kLq9Zx4Tb7Wn0Rm5"]);
+        for plain in [
+            "cache_key=aaaaaaaaaa11",
+            "idempotency_key=a6cecc1b-78e5-4061-b311-d8a3c2ce6f44",
+            "key_sha=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b",
+            "api_version=2024-06-01",
+            "keyboard=ConnectionTimeout",
+        ] {
+            assert_eq!(found(plain), Vec::<String>::new(), "{plain}");
+        }
     }
 
     #[test]

@@ -37,13 +37,43 @@ fn email_at(s: &[u8], at: usize, domain: usize, done: usize, hits: &mut Vec<Hit>
         return done;
     }
     let mut a = at;
-    while a > done && is_local(s[a - 1]) {
-        a -= 1;
-    }
-    while a < at && s[a] == b'.' {
-        a += 1;
+    if at > done + 1 && s[at - 1] == b'"' {
+        // A quoted local part (`"john doe"@example.com`), at most 64 bytes, no quote inside.
+        let from = done.max(at.saturating_sub(66));
+        match memchr::memrchr(b'"', &s[from..at - 1]) {
+            Some(q) if from + q + 1 < at - 1 => a = from + q,
+            _ => return done,
+        }
+    } else {
+        while a > done && is_local(s[a - 1]) {
+            a -= 1;
+        }
+        while a < at && s[a] == b'.' {
+            a += 1;
+        }
     }
     if a == at {
+        return done;
+    }
+    // An address literal: `user@[192.0.2.1]`, `user@[IPv6:2001:db8::1]`.
+    if s.get(domain) == Some(&b'[') {
+        let inner = &s[domain + 1..s.len().min(domain + 48)];
+        if let Some(close) = memchr::memchr(b']', inner) {
+            let lit = &inner[..close];
+            let plausible = lit.len() >= 7
+                && lit
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || matches!(b, b'.' | b':') || b"IPv6".contains(&b));
+            if plausible {
+                let end = domain + 2 + close;
+                hits.push(Hit {
+                    start: a,
+                    end,
+                    detector: Detector::Email,
+                });
+                return end;
+            }
+        }
         return done;
     }
     // Domain: labels joined by single dots; the last one (the TLD) is 2+ letters.
@@ -93,6 +123,9 @@ mod tests {
         assert_finds("email", "zoë.o-neil@example.com", "zoë.o-neil@example.com");
         assert_finds("email", "mailto:<ivan@sub.dept.example.io>", "ivan@sub.dept.example.io");
         assert_finds("email", "/invite?email=bob%40example.com&x=1", "bob%40example.com");
+        assert_finds("email", r#"to "john doe"@example.com ok"#, r#""john doe"@example.com"#);
+        assert_finds("email", "John Doe <john.doe@example.com>", "john.doe@example.com");
+        assert_finds("email", "ops@[192.0.2.10] x", "ops@[192.0.2.10]");
         // A local part reaches back to the previous encoded at-sign at most.
         assert_finds("email", "x%40y%40bob%2Bz%40example.com", "bob%2Bz%40example.com");
         assert_eq!(

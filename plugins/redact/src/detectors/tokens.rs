@@ -25,6 +25,18 @@ enum Charset {
     Dashed,
     /// `[A-Za-z0-9_./=-]`: URL paths and dotted tokens
     Path,
+    /// `[0-9]`
+    Digits,
+    /// `[a-z0-9]`
+    LowerAlnum,
+    /// `[A-Za-z0-9_-]` (same bytes as base64url; named for the gitleaks `[\w-]` rules)
+    WordDash,
+    /// `[A-Za-z0-9_=-]`
+    WordDashEq,
+    /// `[A-Za-z0-9_=.-]`
+    WordDashEqDot,
+    /// The upper-case bech32 alphabet (`age` keys)
+    Bech32Upper,
 }
 
 impl Charset {
@@ -39,11 +51,18 @@ impl Charset {
             Charset::LowerHex => is_digit(b) || matches!(b, b'a'..=b'f'),
             Charset::Dashed => is_alnum(b) || b == b'-',
             Charset::Path => is_alnum(b) || matches!(b, b'_' | b'.' | b'/' | b'=' | b'-'),
+            Charset::Digits => is_digit(b),
+            Charset::LowerAlnum => is_digit(b) || b.is_ascii_lowercase(),
+            Charset::WordDash => is_alnum(b) || b == b'_' || b == b'-',
+            Charset::WordDashEq => is_alnum(b) || matches!(b, b'_' | b'-' | b'='),
+            Charset::WordDashEqDot => is_alnum(b) || matches!(b, b'_' | b'-' | b'=' | b'.'),
+            Charset::Bech32Upper => b"QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L".contains(&b),
         }
     }
 }
 
-/// A token that starts with a fixed literal: `prefix` then `min..=max` bytes of `body`.
+/// A token that starts with a fixed literal: `prefix` then `min..=max` bytes of `body`, then
+/// optionally further segments (`then`), each a separator byte (0: none) and a run.
 struct TokenRule {
     detector: Detector,
     prefix: &'static str,
@@ -53,6 +72,18 @@ struct TokenRule {
     /// Whether the prefix is part of the secret. `AccountKey=` names the field; `ghp_` is
     /// part of the token.
     mask_prefix: bool,
+    then: &'static [Segment],
+    /// Minimum Shannon entropy (bits per byte) of the whole match, as in the gitleaks rule
+    /// (0: none).
+    entropy: f32,
+}
+
+/// A further part of a structured token: `sep` (0: none), then `min..=max` bytes of `set`.
+struct Segment {
+    sep: u8,
+    set: Charset,
+    min: usize,
+    max: usize,
 }
 
 const fn rule(detector: Detector, prefix: &'static str, body: Charset, min: usize, max: usize) -> TokenRule {
@@ -63,7 +94,36 @@ const fn rule(detector: Detector, prefix: &'static str, body: Charset, min: usiz
         min,
         max,
         mask_prefix: true,
+        then: &[],
+        entropy: 0.0,
     }
+}
+
+/// A rule ported from gitleaks' config/gitleaks.toml: fixed length or range, optional
+/// further segments, and the rule's entropy threshold.
+const fn gl(
+    detector: Detector,
+    prefix: &'static str,
+    body: Charset,
+    min: usize,
+    max: usize,
+    then: &'static [Segment],
+    entropy: f32,
+) -> TokenRule {
+    TokenRule {
+        detector,
+        prefix,
+        body,
+        min,
+        max,
+        mask_prefix: true,
+        then,
+        entropy,
+    }
+}
+
+const fn seg(sep: u8, set: Charset, min: usize, max: usize) -> Segment {
+    Segment { sep, set, min, max }
 }
 
 /// The literal-prefixed token formats (after gitleaks' rules). Lengths are a little looser
@@ -132,6 +192,8 @@ const TOKEN_RULES: &[TokenRule] = {
             min: 80,
             max: 100,
             mask_prefix: false,
+            then: &[],
+            entropy: 0.0,
         },
         rule(HuggingfaceToken, "hf_", Alnum, 30, 40),
         rule(PypiToken, "pypi-AgEIcHlwaS5vcmc", B64Url, 50, 255),
@@ -142,8 +204,133 @@ const TOKEN_RULES: &[TokenRule] = {
         rule(DigitaloceanToken, "dop_v1_", LowerHex, 64, 64),
         rule(DigitaloceanToken, "doo_v1_", LowerHex, 64, 64),
         rule(DigitaloceanToken, "dor_v1_", LowerHex, 64, 64),
+        // The rest: gitleaks' default rules (config/gitleaks.toml) that start with a
+        // distinctive literal, as data: prefix, charset, length, further segments, entropy.
+        // The rule ids are in docs/REDACTION.md.
+        rule(GitlabToken, "glft-", B64Url, 20, 255),
+        rule(GitlabToken, "glagent-", B64Url, 50, 255),
+        rule(HuggingfaceToken, "api_org_", Alnum, 34, 34),
+        gl(OnepasswordToken, "ops_eyJ", B64, 250, 4000, &[], 4.0),
+        gl(AdobeClientSecret, "p8e-", Alnum, 32, 32, &[], 2.0),
+        gl(AgeSecretKey, "AGE-SECRET-KEY-1", Bech32Upper, 58, 58, &[], 0.0),
+        gl(AlibabaAccessKey, "LTAI", Alnum, 20, 20, &[], 2.0),
+        gl(ArtifactoryToken, "AKCp", Alnum, 69, 69, &[], 4.5),
+        gl(ArtifactoryToken, "cmVmd", Alnum, 59, 59, &[], 4.5),
+        gl(AwsBedrockKey, "ABSK", B64, 109, 271, &[], 3.0),
+        gl(ClickhouseKey, "4b1d", Alnum, 38, 38, &[], 3.0),
+        gl(ClojarsToken, "CLOJARS_", Alnum, 60, 60, &[], 2.0),
+        gl(
+            CloudflareOriginCaKey,
+            "v1.0-",
+            Hex,
+            24,
+            24,
+            &[seg(b'-', Hex, 146, 146)],
+            2.0,
+        ),
+        gl(DatabricksToken, "dapi", Hex, 32, 32, &[], 3.0),
+        gl(DopplerToken, "dp.pt.", Alnum, 43, 43, &[], 2.0),
+        gl(DuffelToken, "duffel_test_", WordDashEq, 43, 43, &[], 2.0),
+        gl(DuffelToken, "duffel_live_", WordDashEq, 43, 43, &[], 2.0),
+        gl(
+            DynatraceToken,
+            "dt0c01.",
+            Alnum,
+            24,
+            24,
+            &[seg(b'.', Alnum, 64, 64)],
+            4.0,
+        ),
+        gl(EasypostToken, "EZAK", Alnum, 54, 54, &[], 2.0),
+        gl(EasypostToken, "EZTK", Alnum, 54, 54, &[], 2.0),
+        gl(FacebookToken, "EAAM", Alnum, 100, 1000, &[], 4.0),
+        gl(FacebookToken, "EAAC", Alnum, 100, 1000, &[], 4.0),
+        gl(
+            FlutterwaveKey,
+            "FLWSECK_TEST-",
+            Alnum,
+            32,
+            32,
+            &[seg(b'-', Alnum, 1, 1)],
+            2.0,
+        ),
+        gl(FlutterwaveKey, "FLWSECK_TEST-", Alnum, 12, 12, &[], 2.0),
+        gl(FlyioToken, "fo1_", WordDash, 43, 43, &[], 4.0),
+        gl(FlyioToken, "fm1a_", B64, 100, 4000, &[], 4.0),
+        gl(FlyioToken, "fm1r_", B64, 100, 4000, &[], 4.0),
+        gl(FlyioToken, "fm2_", B64, 100, 4000, &[], 4.0),
+        gl(FrameioToken, "fio-u-", WordDashEq, 64, 64, &[], 0.0),
+        gl(GrafanaToken, "glc_", B64, 32, 400, &[], 3.0),
+        gl(GrafanaToken, "glsa_", Alnum, 32, 32, &[seg(b'_', Hex, 8, 8)], 3.0),
+        gl(GrafanaToken, "eyJrIjoi", Alnum, 70, 400, &[], 3.0),
+        gl(
+            HarnessToken,
+            "pat.",
+            WordDash,
+            22,
+            22,
+            &[seg(b'.', Alnum, 24, 24), seg(b'.', Alnum, 20, 20)],
+            0.0,
+        ),
+        gl(
+            HarnessToken,
+            "sat.",
+            WordDash,
+            22,
+            22,
+            &[seg(b'.', Alnum, 24, 24), seg(b'.', Alnum, 20, 20)],
+            0.0,
+        ),
+        gl(HerokuKey, "HRKU-AA", WordDash, 58, 58, &[], 4.0),
+        gl(InfracostToken, "ico-", Alnum, 32, 32, &[], 3.0),
+        gl(LinearKey, "lin_api_", Alnum, 40, 40, &[], 2.0),
+        gl(NotionToken, "ntn_", Digits, 11, 11, &[seg(0, Alnum, 35, 35)], 4.0),
+        gl(OpenshiftToken, "sha256~", WordDash, 43, 43, &[], 3.5),
+        gl(PerplexityKey, "pplx-", Alnum, 48, 48, &[], 4.0),
+        gl(PlanetscaleToken, "pscale_tkn_", WordDashEqDot, 32, 64, &[], 3.0),
+        gl(PlanetscaleToken, "pscale_oauth_", WordDashEqDot, 32, 64, &[], 3.0),
+        gl(PlanetscaleToken, "pscale_pw_", WordDashEqDot, 32, 64, &[], 3.0),
+        gl(PostmanKey, "PMAK-", Hex, 24, 24, &[seg(b'-', Hex, 34, 34)], 3.0),
+        gl(PrefectToken, "pnu_", Alnum, 36, 36, &[], 2.0),
+        gl(PulumiToken, "pul-", Hex, 40, 40, &[], 2.0),
+        gl(ReadmeToken, "rdme_", LowerAlnum, 70, 70, &[], 2.0),
+        gl(RubygemsToken, "rubygems_", Hex, 48, 48, &[], 2.0),
+        gl(ScalingoToken, "tk-us-", WordDash, 48, 48, &[], 2.0),
+        gl(SendinblueKey, "xkeysib-", Hex, 64, 64, &[seg(b'-', Alnum, 16, 16)], 2.0),
+        gl(SentryToken, "sntryu_", Hex, 64, 64, &[], 3.5),
+        gl(SentryToken, "sntrys_eyJpYXQiO", B64, 60, 1000, &[], 4.5),
+        gl(SettlemintToken, "sm_aat_", Alnum, 16, 16, &[], 3.0),
+        gl(SettlemintToken, "sm_pat_", Alnum, 16, 16, &[], 3.0),
+        gl(SettlemintToken, "sm_sat_", Alnum, 16, 16, &[], 3.0),
+        gl(ShippoToken, "shippo_live_", Hex, 40, 40, &[], 2.0),
+        gl(ShippoToken, "shippo_test_", Hex, 40, 40, &[], 2.0),
+        gl(SourcegraphToken, "sgp_local_", Hex, 40, 40, &[], 3.0),
+        gl(SourcegraphToken, "sgp_", Hex, 40, 40, &[], 3.0),
+        gl(SourcegraphToken, "sgp_", Hex, 16, 16, &[seg(b'_', Hex, 40, 40)], 3.0),
+        gl(SquareToken, "sq0atp-", WordDash, 22, 60, &[], 2.0),
+        gl(SquareToken, "sq0csp-", WordDash, 43, 43, &[], 2.0),
+        gl(SquareToken, "EAAA", WordDash, 22, 60, &[], 2.0),
+        gl(VaultToken, "hvs.", WordDash, 90, 120, &[], 3.5),
+        gl(VaultToken, "hvb.", WordDash, 138, 300, &[], 4.0),
     ]
 };
+
+/// Shannon entropy of `s` in bits per byte.
+fn entropy(s: &[u8]) -> f32 {
+    let mut counts = [0u32; 256];
+    for &b in s {
+        counts[usize::from(b)] += 1;
+    }
+    let n = s.len() as f32;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f32 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
 
 /// What a literal prefix introduces.
 #[derive(Clone, Copy)]
@@ -152,6 +339,8 @@ enum Anchor {
     Jwt,
     Bearer,
     PrivateKey,
+    /// `bc1…` (bech32) or `0x…` (Ethereum) wallet addresses.
+    Wallet,
 }
 
 const BEARER_PREFIXES: [&str; 3] = ["Bearer ", "bearer ", "BEARER "];
@@ -162,6 +351,8 @@ pub(super) struct Anchors {
     bigrams: Vec<u8>,
     /// Prefixes sharing their first two bytes, longest first.
     groups: Vec<Vec<(&'static [u8], Anchor)>>,
+    /// Whether words starting with `1` or `3` are checked as legacy Bitcoin addresses.
+    base58: bool,
 }
 
 impl Anchors {
@@ -180,6 +371,10 @@ impl Anchors {
         if enabled[Detector::PrivateKey as usize] {
             prefixes.push(("-----BEGIN ", Anchor::PrivateKey));
         }
+        let base58 = enabled[Detector::CryptoWallet as usize];
+        if base58 {
+            prefixes.extend(["bc1", "BC1", "0x"].map(|p| (p, Anchor::Wallet)));
+        }
         let mut bigrams = vec![0u8; 128 * 128];
         let mut groups: Vec<Vec<(&'static [u8], Anchor)>> = Vec::new();
         for (prefix, anchor) in prefixes {
@@ -194,11 +389,15 @@ impl Anchors {
         for group in &mut groups {
             group.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         }
-        Anchors { bigrams, groups }
+        Anchors {
+            bigrams,
+            groups,
+            base58,
+        }
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.groups.is_empty() && !self.base58
     }
 
     /// The group of prefixes whose first two bytes are `s[i..i + 2]`, if any (0: none).
@@ -232,10 +431,24 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], hits: &mut Vec<Hit>) {
             i = resume;
             continue;
         }
+        let start = i;
         i += 1;
         if b != b'-' {
             while i < n && is_alnum(s[i]) {
                 i += 1;
+            }
+            // A legacy Bitcoin address is a word of 25–34 base58 characters after `1` or `3`.
+            if anchors.base58
+                && matches!(b, b'1' | b'3')
+                && (25..=34).contains(&(i - start))
+                && s.get(i) != Some(&b'_')
+                && super::pii::base58check(&s[start..i])
+            {
+                hits.push(Hit {
+                    start,
+                    end: i,
+                    detector: Detector::CryptoWallet,
+                });
             }
         }
     }
@@ -257,6 +470,7 @@ fn anchored_at(anchors: &Anchors, group: u8, s: &[u8], i: usize, hits: &mut Vec<
             Anchor::Jwt => match_jwt(s, i),
             Anchor::Bearer => match_bearer(s, end),
             Anchor::PrivateKey => match_private_key(s, i, end),
+            Anchor::Wallet => match_wallet(s, i),
         };
         if let Some(hit) = hit {
             hits.push(hit);
@@ -274,7 +488,10 @@ fn anchored_at(anchors: &Anchors, group: u8, s: &[u8], i: usize, hits: &mut Vec<
 /// reading each candidate's run to its end made `AccountKey=` or `sk-` repeated over a long
 /// string quadratic (every repetition is a new candidate whose run reaches the end).
 fn match_token(rule: &TokenRule, s: &[u8], start: usize, body: usize) -> Option<Hit> {
-    let limit = s.len().min(body.saturating_add(rule.max + 1));
+    // A run followed by a segment without a separator is read at most `max` far (the next
+    // segment may continue in the same charset); otherwise `max + 1`, to see it is too long.
+    let glued = rule.then.first().is_some_and(|g| g.sep == 0);
+    let limit = s.len().min(body.saturating_add(rule.max + usize::from(!glued)));
     let mut end = body;
     while end < limit && rule.body.contains(s[end]) {
         end += 1;
@@ -297,7 +514,30 @@ fn match_token(rule: &TokenRule, s: &[u8], start: usize, body: usize) -> Option<
         }
     }
     let len = end - body;
-    if len < rule.min || len > rule.max || s.get(end).is_some_and(|&b| is_alnum(b)) {
+    if len < rule.min || len > rule.max {
+        return None;
+    }
+    for (k, part) in rule.then.iter().enumerate() {
+        if part.sep != 0 {
+            if s.get(end) != Some(&part.sep) {
+                return None;
+            }
+            end += 1;
+        }
+        let glued = rule.then.get(k + 1).is_some_and(|g| g.sep == 0);
+        let from = end;
+        let limit = s.len().min(from + part.max + usize::from(!glued));
+        while end < limit && part.set.contains(s[end]) {
+            end += 1;
+        }
+        if !(part.min..=part.max).contains(&(end - from)) {
+            return None;
+        }
+    }
+    if s.get(end).is_some_and(|&b| is_alnum(b)) {
+        return None;
+    }
+    if rule.entropy > 0.0 && entropy(&s[start..end]) < rule.entropy {
         return None;
     }
     let start = if rule.mask_prefix { start } else { body };
@@ -305,6 +545,22 @@ fn match_token(rule: &TokenRule, s: &[u8], start: usize, body: usize) -> Option<
         start,
         end,
         detector: rule.detector,
+    })
+}
+
+/// A `bc1…` or `0x…` wallet address: the whole word, checksum-checked (bech32).
+fn match_wallet(s: &[u8], start: usize) -> Option<Hit> {
+    let mut end = start;
+    while end < s.len() && end - start <= 90 && is_alnum(s[end]) {
+        end += 1;
+    }
+    let word = &s[start..end];
+    let valid = !s.get(end).is_some_and(|&b| is_alnum(b) || b == b'_')
+        && (super::pii::bech32(word) || super::pii::ethereum(word));
+    valid.then_some(Hit {
+        start,
+        end,
+        detector: Detector::CryptoWallet,
     })
 }
 
