@@ -21,7 +21,8 @@ mod numbers;
 mod pii;
 mod tokens;
 
-use context::{Context, Found};
+use context::Context;
+pub use context::Found;
 use tokens::Anchors;
 
 /// Declares [`Detector`], its config names and [`Detector::ALL`] from one list, so a name
@@ -206,15 +207,27 @@ pub struct Detectors {
     enabled: [bool; Detector::COUNT],
     anchors: Anchors,
     context: Context,
+    /// Whether any of the weak identifiers found from digit runs is enabled.
+    ids: bool,
 }
 
-/// What the scanners of one string share: the enabled detectors, the text, the key of the
-/// JSON entry holding it, and the context words found so far.
+/// Where a string sits: the raw text of the key of the JSON entry holding it and of that
+/// entry's parent key (both empty outside metadata; each at most its last 64 bytes), and
+/// whether the own key is secret-ish for `generic_secret`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Within<'a> {
+    pub key: &'a str,
+    pub parent: &'a str,
+    pub generic: bool,
+}
+
+/// What the scanners of one string share: the enabled detectors, the text, where it sits,
+/// and the context words found so far.
 pub(crate) struct Cx<'a> {
     detectors: &'a Detectors,
     s: &'a [u8],
-    key: &'a str,
-    found: Found,
+    within: Within<'a>,
+    found: &'a mut Found,
 }
 
 impl Cx<'_> {
@@ -224,9 +237,8 @@ impl Cx<'_> {
 
     /// Whether a context word of `d` is near `s[start..end]` (or in the key).
     fn near(&mut self, d: Detector, start: usize, end: usize) -> bool {
-        self.detectors
-            .context
-            .near(d, self.s, self.key, start, end, &mut self.found)
+        let keys = [self.within.key, self.within.parent];
+        self.detectors.context.near(d, self.s, keys, start, end, self.found)
     }
 }
 
@@ -259,10 +271,15 @@ impl Detectors {
                 .map_or(&[], |(_, w)| w.as_slice())
         };
         let context = Context::new(list, window);
+        use Detector::*;
+        let ids = [Ssn, UsItin, UsBankRouting, UsPassport, UsDriverLicense]
+            .iter()
+            .any(|&d| enabled[d as usize]);
         Detectors {
             enabled,
             anchors: Anchors::new(&enabled),
             context,
+            ids,
         }
     }
 
@@ -270,22 +287,19 @@ impl Detectors {
         self.enabled[d as usize]
     }
 
-    fn any(&self, ds: &[Detector]) -> bool {
-        ds.iter().any(|&d| self.on(d))
-    }
-
-    /// Append every finding in `text` to `hits` (unsorted, possibly overlapping). `key` is
-    /// the key of the JSON entry holding the text (and its parent's), for context words.
-    /// Returns what the prefilter saw that other passes can use.
-    pub fn scan(&self, text: &str, key: &str, hits: &mut Vec<Hit>) -> Seen {
+    /// Append every finding in `text` to `hits` (unsorted, possibly overlapping). `within`
+    /// says where the text sits (the keys are context for context words); `found` is a
+    /// buffer for the context words. Returns what the prefilter saw that other passes can use.
+    pub fn scan(&self, text: &str, within: Within, hits: &mut Vec<Hit>, found: &mut Found) -> Seen {
         use Detector::*;
         let s = text.as_bytes();
         let summary = Summary::of(s);
+        found.reset();
         let mut cx = Cx {
             detectors: self,
             s,
-            key,
-            found: Found::default(),
+            within,
+            found,
         };
         if summary.at && self.on(Email) {
             email::scan_email(s, hits);
@@ -293,8 +307,8 @@ impl Detectors {
         if summary.at && summary.colon && self.on(UrlCredentials) {
             pii::scan_url_credentials(s, hits);
         }
-        if summary.digits >= 9 && self.any(&[Ssn, UsItin]) {
-            numbers::scan_ssn(s, &mut cx, hits);
+        if summary.digits >= 9 && summary.dash && (self.on(Ssn) || self.on(UsItin)) {
+            numbers::scan_ssn(s, &cx, hits);
         }
         if summary.digits >= 13 && self.on(CreditCard) {
             numbers::scan_cards(s, hits);
@@ -313,14 +327,13 @@ impl Detectors {
         if (summary.colon || summary.dash || summary.dot) && s.len() >= 14 && self.on(MacAddress) {
             pii::scan_mac(s, hits);
         }
-        if summary.digits >= 10 && self.on(Iban) {
-            pii::scan_iban(s, hits);
-        }
-        if summary.digits >= 4 && self.any(&[Ssn, UsItin, UsBankRouting, UsPassport, UsDriverLicense]) {
-            pii::scan_ids(s, &mut cx, hits);
-        }
-        if summary.digits >= 4 && self.on(DateOfBirth) {
-            pii::scan_dates(s, &mut cx, hits);
+        let want = pii::Want {
+            ids: self.ids,
+            dates: self.on(DateOfBirth),
+            iban: summary.digits >= 10 && self.on(Iban),
+        };
+        if summary.digits >= 4 && (want.ids || want.dates || want.iban) {
+            pii::scan_runs(s, &mut cx, want, hits);
         }
         if !self.anchors.is_empty() {
             tokens::scan_anchored(&self.anchors, s, hits);
@@ -421,7 +434,7 @@ pub(crate) mod testing {
     /// The `(detector name, matched text)` pairs found in `text`, in order.
     pub fn find(text: &str) -> Vec<(&'static str, String)> {
         let mut hits = Vec::new();
-        all().scan(text, "", &mut hits);
+        all().scan(text, Within::default(), &mut hits, &mut Found::default());
         hits.sort_by_key(|h| (h.start, h.detector));
         hits.iter()
             .map(|h| (h.detector.name(), text[h.start..h.end].to_owned()))
@@ -491,8 +504,9 @@ mod tests {
         let mut hits = Vec::new();
         only_email.scan(
             "bob@example.com 391-55-0476 AKIAK0QIA9CN3K6CYMWG 203.0.173.44",
-            "",
+            Within::default(),
             &mut hits,
+            &mut Found::default(),
         );
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].detector, Detector::Email);

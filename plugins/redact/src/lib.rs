@@ -22,7 +22,7 @@ use auditflow_sdk::{Config, Event, Outcome, Transform, fields};
 
 use crate::actions::{Action, Hasher, Rewrite};
 use crate::config::FieldRule;
-use crate::detectors::{Detector, Detectors};
+use crate::detectors::{Detector, Detectors, Within};
 use crate::metadata::MetaRules;
 use crate::scratch::Scratch;
 use crate::secrets::SecretKeys;
@@ -80,14 +80,13 @@ impl Redactor {
     }
 
     fn redact_with(&self, event: &mut Event, scratch: &mut Scratch) -> Result<(), String> {
-        scratch.key.clear();
         for &(index, plan) in &self.typed {
             let field = fields::text_field_at_mut(event, index);
             let Some(value) = field.as_deref() else {
                 continue;
             };
             let rewrite = match plan {
-                TypedPlan::Scan => self.rewrite_text(value, scratch),
+                TypedPlan::Scan => self.rewrite_text(value, Within::default(), scratch),
                 TypedPlan::Whole(action) => actions::whole(action, "field", value, &self.hasher),
             };
             match rewrite {
@@ -118,21 +117,22 @@ impl Redactor {
             .collect()
     }
 
-    /// Find everything in `text`, into `scratch.hits`.
-    fn find(&self, text: &str, scratch: &mut Scratch) {
+    /// Find everything in `text`, into `scratch.hits`; `within` says where it sits.
+    fn find(&self, text: &str, within: Within, scratch: &mut Scratch) {
         normalize::find(
             &self.detectors,
             &self.secrets,
             text,
-            &scratch.key,
+            within,
             &mut scratch.hits,
             &mut scratch.view,
+            &mut scratch.found,
         );
     }
 
     /// Find everything in `text` and rewrite it.
-    fn rewrite_text(&self, text: &str, scratch: &mut Scratch) -> Rewrite {
-        self.find(text, scratch);
+    fn rewrite_text(&self, text: &str, within: Within, scratch: &mut Scratch) -> Rewrite {
+        self.find(text, within, scratch);
         actions::rewrite(text, &mut scratch.hits, &self.actions, &self.hasher)
     }
 }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::Redactor;
 use crate::actions::{self, Action, Rewrite};
 use crate::config::FieldRule;
-use crate::detectors::Detector;
+use crate::detectors::{Detector, Within};
 use crate::scratch::Scratch;
 
 /// The field rules that apply inside metadata, keyed by full path (`metadata.args.body`).
@@ -70,6 +70,7 @@ pub fn redact(r: &Redactor, text: &str, scratch: &mut Scratch) -> Result<Option<
         path: String::new(),
         key: (0, 0),
         parent: (0, 0),
+        generic: false,
     };
     if track {
         pass.path.push_str("metadata");
@@ -140,9 +141,11 @@ struct Pass<'a, 'h> {
     track: bool,
     path: String,
     /// The raw text (between the quotes) of the key whose value is being read, and of its
-    /// parent's key: the context of the detectors' context words and of `generic_secret`.
+    /// parent's key: the context of the detectors' context words.
     key: (usize, usize),
     parent: (usize, usize),
+    /// Whether that key is secret-ish for `generic_secret`.
+    generic: bool,
 }
 
 impl<'a> Pass<'a, '_> {
@@ -261,11 +264,9 @@ impl<'a> Pass<'a, '_> {
             self.path.push('.');
             self.path.push_str(&key);
         }
-        let saved = (self.key, self.parent);
-        self.parent = self.key;
-        self.key = (key_start + 1, key_end - 1);
+        let saved = (self.key, self.parent, self.generic);
         let dropped = self.entry_value(mode, &key, key_start, key_end, renamed);
-        (self.key, self.parent) = saved;
+        (self.key, self.parent, self.generic) = saved;
         self.path.truncate(mark);
         dropped
     }
@@ -295,8 +296,12 @@ impl<'a> Pass<'a, '_> {
             return Ok(matches!(self.value(mode)?, Fate::Drop));
         }
         // Keys can hold PII too (maps keyed by email address); their context is the parent.
-        self.set_context(false);
-        match self.r.rewrite_text(key, self.sc) {
+        let within = Within {
+            key: tail(self.src, self.key),
+            parent: "",
+            generic: false,
+        };
+        match self.r.rewrite_text(key, within, self.sc) {
             Rewrite::Unchanged => {}
             Rewrite::Changed(new) => {
                 let from = self.sc.buf.len();
@@ -313,10 +318,14 @@ impl<'a> Pass<'a, '_> {
                 return Ok(true);
             }
         }
-        if self.r.secrets.is_secret(key) {
+        let (secret, generic) = self.r.secrets.classify(key);
+        if secret {
             let action = self.r.actions[Detector::Secret as usize];
             return self.replace_value(action, Detector::Secret.name(), true);
         }
+        self.parent = self.key;
+        self.key = (key_start + 1, key_end - 1);
+        self.generic = generic;
         Ok(matches!(self.value(Mode::Scan)?, Fate::Drop))
     }
 
@@ -442,8 +451,12 @@ impl<'a> Pass<'a, '_> {
     /// Run the detectors over `text`, the decoded value of the token `src[start..pos]`, and
     /// write the redacted string straight into the replacement buffer.
     fn rewrite(&mut self, start: usize, text: &str) -> Fate {
-        self.set_context(true);
-        self.r.find(text, self.sc);
+        let within = Within {
+            key: tail(self.src, self.key),
+            parent: tail(self.src, self.parent),
+            generic: self.generic,
+        };
+        self.r.find(text, within, self.sc);
         if self.sc.hits.is_empty() {
             return Fate::Keep;
         }
@@ -468,25 +481,6 @@ impl<'a> Pass<'a, '_> {
             to: self.sc.buf.len(),
         });
         Fate::Keep
-    }
-
-    /// Put the parent key and (for a value) the current key into `scratch.key`, each cut to
-    /// its last 64 bytes so that the context of a string costs O(1) however long keys are.
-    fn set_context(&mut self, value: bool) {
-        fn tail(src: &str, (a, b): (usize, usize)) -> &str {
-            let mut from = a.max(b.saturating_sub(64));
-            while from < b && !src.is_char_boundary(from) {
-                from += 1;
-            }
-            src.get(from..b).unwrap_or("")
-        }
-        let key = &mut self.sc.key;
-        key.clear();
-        key.push_str(tail(self.src, self.parent));
-        key.push('\n');
-        if value {
-            key.push_str(tail(self.src, self.key));
-        }
     }
 
     fn delete(&mut self, start: usize, end: usize) {
@@ -604,6 +598,15 @@ impl<'a> Pass<'a, '_> {
         self.pos += 4;
         Ok(v)
     }
+}
+
+/// The last 64 bytes (at most) of `src[a..b]`, a key, as context: a long key costs no more.
+fn tail(src: &str, (a, b): (usize, usize)) -> &str {
+    let mut from = a.max(b.saturating_sub(64));
+    while from < b && !src.is_char_boundary(from) {
+        from += 1;
+    }
+    src.get(from..b).unwrap_or("")
 }
 
 /// The text a whole value is hashed by: a string's content, or any other value's compact JSON

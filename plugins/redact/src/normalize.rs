@@ -17,7 +17,7 @@
 
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
-use crate::detectors::{Detectors, Hit};
+use crate::detectors::{Detectors, Found, Hit, Within};
 use crate::secrets::SecretKeys;
 
 /// The characters removed from the view: invisible, and used to split words.
@@ -85,19 +85,28 @@ pub fn normalised(text: &str) -> Option<String> {
 }
 
 /// Find everything in `text` into `hits` (cleared first): the detectors and the key=value
-/// secrets on the text itself and, if it has one, on its normalised view, mapped back. `key`
-/// is the JSON key holding the text, after its parent's and a newline (empty outside JSON).
-pub fn find(detectors: &Detectors, secrets: &SecretKeys, text: &str, key: &str, hits: &mut Vec<Hit>, view: &mut View) {
+/// secrets on the text itself and, if it has one, on its normalised view, mapped back.
+/// `within` says where the text sits (see [`Within`]); `view` and `found` are buffers.
+pub fn find(
+    detectors: &Detectors,
+    secrets: &SecretKeys,
+    text: &str,
+    within: Within,
+    hits: &mut Vec<Hit>,
+    view: &mut View,
+    found: &mut Found,
+) {
     hits.clear();
-    let seen = detectors.scan(text, key, hits);
+    let seen = detectors.scan(text, within, hits, found);
     if seen.pairs {
         secrets.scan_pairs(text, hits);
     }
-    let own_key = key.rsplit('\n').next().unwrap_or(key);
-    secrets.scan_value(own_key, text, hits);
+    if within.generic {
+        secrets.scan_value(text, hits);
+    }
     if seen.non_ascii && view.build(text) {
         let from = hits.len();
-        let seen = detectors.scan(&view.text, key, hits);
+        let seen = detectors.scan(&view.text, within, hits, found);
         if seen.pairs {
             secrets.scan_pairs(&view.text, hits);
         }

@@ -1,7 +1,7 @@
 //! Per-batch working memory: buffers reused from one string and event to the next, so that
 //! steady-state redaction does not allocate for its bookkeeping.
 
-use crate::detectors::Hit;
+use crate::detectors::{Found, Hit};
 use crate::metadata::Edit;
 use crate::normalize::View;
 
@@ -13,7 +13,6 @@ pub struct Scratch {
     pub buf: String,
     /// The normalised view of the current string, when it has one.
     pub view: View,
-    /// The JSON key holding the current string, after its parent's and a newline (the
-    /// context of context words and `generic_secret`); empty for typed fields.
-    pub key: String,
+    /// The context words found in the current string.
+    pub found: Found,
 }

@@ -174,13 +174,11 @@ impl SecretKeys {
         self
     }
 
-    /// A [`Detector::GenericSecret`] hit for the whole of `text`, the string value of the JSON
-    /// entry `key`, if the key is secret-ish and the value looks generated. (A key that names
-    /// a secret outright has its value replaced whole before it is scanned.)
-    pub fn scan_value(&self, key: &str, text: &str, hits: &mut Vec<Hit>) {
+    /// A [`Detector::GenericSecret`] hit for the whole of `text`, the string value of a JSON
+    /// entry whose key [`SecretKeys::classify`] found secret-ish, if the value looks
+    /// generated.
+    pub fn scan_value(&self, text: &str, hits: &mut Vec<Hit>) {
         if let Some(g) = &self.generic
-            && !key.is_empty()
-            && g.keys.is_secret_bytes(key.as_bytes())
             && g.value(text.as_bytes())
         {
             hits.push(Hit {
@@ -191,12 +189,28 @@ impl SecretKeys {
         }
     }
 
+    /// Whether the key `key` names a secret, and whether it is secret-ish for
+    /// `generic_secret` (then its string values are checked for entropy).
+    pub fn classify(&self, key: &str) -> (bool, bool) {
+        let mut buf = [0u8; MAX_KEY];
+        let n = normalise_into(key.as_bytes(), &mut buf);
+        if self.matches(&buf[..n])
+            || (!key.is_ascii()
+                && crate::normalize::normalised(key).is_some_and(|k| self.is_secret_bytes(k.as_bytes())))
+        {
+            return (true, false);
+        }
+        let generic = self.generic.as_ref().is_some_and(|g| g.keys.matches(&buf[..n]));
+        (false, generic)
+    }
+
     /// Whether `entry` normalises to something (an empty entry would match every key).
     pub fn valid_entry(entry: &str) -> bool {
         let mut buf = [0u8; MAX_KEY];
         entry.len() <= MAX_KEY && normalise_into(entry.as_bytes(), &mut buf) > 0
     }
 
+    #[cfg(test)]
     /// Whether the key `key` names a secret.
     pub fn is_secret(&self, key: &str) -> bool {
         self.is_secret_bytes(key.as_bytes())
@@ -205,13 +219,18 @@ impl SecretKeys {
     }
 
     fn is_secret_bytes(&self, key: &[u8]) -> bool {
-        if self.entries.is_empty() {
-            return false;
-        }
         // A key longer than MAX_KEY is judged by its first MAX_KEY bytes.
         let mut buf = [0u8; MAX_KEY];
         let n = normalise_into(key, &mut buf);
-        let k = &buf[..n];
+        self.matches(&buf[..n])
+    }
+
+    /// Whether the normalised key `k` contains an entry.
+    fn matches(&self, k: &[u8]) -> bool {
+        if self.entries.is_empty() {
+            return false;
+        }
+        let n = k.len();
         for i in 0..n {
             if self.singles[usize::from(k[i])] {
                 return true;
@@ -270,10 +289,11 @@ impl SecretKeys {
         if s[sep] == b':' && k_start >= 3 && &s[k_start - 3..k_start] == b"://" {
             return None;
         }
-        let key = &s[k_start..k_end];
-        let detector = if self.is_secret_bytes(key) {
+        let mut buf = [0u8; MAX_KEY];
+        let n = normalise_into(&s[k_start..k_end], &mut buf);
+        let detector = if self.matches(&buf[..n]) {
             Detector::Secret
-        } else if self.generic.as_ref().is_some_and(|g| g.keys.is_secret_bytes(key)) {
+        } else if self.generic.as_ref().is_some_and(|g| g.keys.matches(&buf[..n])) {
             Detector::GenericSecret
         } else {
             return None;

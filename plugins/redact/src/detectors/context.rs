@@ -74,14 +74,22 @@ pub struct Context {
     window: usize,
 }
 
-/// Where the context words of one string are, found on the first weak candidate.
+/// Where the context words of one string are, found on the first weak candidate. Reused
+/// from string to string (its buffer is kept in the batch's scratch).
 #[derive(Default)]
 pub struct Found {
     /// `(start, end, owners)` of each whole-word match in the string.
     spans: Vec<(usize, usize, u8)>,
-    /// Owners of the words in the entry's key.
+    /// Owners of the words in the entry's keys.
     key: u8,
     done: bool,
+}
+
+impl Found {
+    /// Forget the previous string.
+    pub fn reset(&mut self) {
+        self.done = false;
+    }
 }
 
 fn bit(d: Detector) -> u8 {
@@ -96,11 +104,15 @@ impl Context {
         for d in GATED {
             for w in words(d) {
                 let w = w.to_ascii_lowercase();
-                match patterns.iter().position(|p| *p == w) {
-                    Some(i) => owners[i] |= bit(d),
-                    None => {
-                        patterns.push(w);
-                        owners.push(bit(d));
+                // In keys words are joined by `_` or `-` (`travel_document`, `date-of-birth`).
+                let variants = [w.clone(), w.replace(' ', "_"), w.replace(' ', "-")];
+                for v in variants {
+                    match patterns.iter().position(|p| *p == v) {
+                        Some(i) => owners[i] |= bit(d),
+                        None => {
+                            patterns.push(v);
+                            owners.push(bit(d));
+                        }
                     }
                 }
             }
@@ -108,7 +120,7 @@ impl Context {
         let automaton = (!patterns.is_empty()).then(|| {
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
+                .match_kind(MatchKind::LeftmostLongest)
                 .build(&patterns)
                 .expect("context words compile")
         });
@@ -119,25 +131,30 @@ impl Context {
         }
     }
 
-    fn scan(&self, text: &[u8], out: &mut Vec<(usize, usize, u8)>) {
+    /// Call `f(start, end, owners)` for each whole-word match in `text`.
+    fn scan(&self, text: &[u8], mut f: impl FnMut(usize, usize, u8)) {
         let Some(ac) = &self.automaton else { return };
-        for m in ac.find_overlapping_iter(aho_corasick::Input::new(text)) {
+        for m in ac.find_iter(text) {
             let (a, b) = (m.start(), m.end());
             let letter = |i: usize| text.get(i).is_some_and(|c| c.is_ascii_alphabetic());
             if (a == 0 || !letter(a - 1)) && !letter(b) {
-                out.push((a, b, self.owners[m.pattern().as_usize()]));
+                f(a, b, self.owners[m.pattern().as_usize()]);
             }
         }
     }
 
-    /// Whether a word of `d` is in `key` or within the window around `text[start..end]`.
-    pub fn near(&self, d: Detector, text: &[u8], key: &str, start: usize, end: usize, found: &mut Found) -> bool {
+    /// Whether a word of `d` is in `keys` (the entry's key and its parent's) or within the
+    /// window around `text[start..end]`.
+    pub fn near(&self, d: Detector, text: &[u8], keys: [&str; 2], start: usize, end: usize, found: &mut Found) -> bool {
         if !found.done {
             found.done = true;
-            self.scan(text, &mut found.spans);
-            let mut in_key = Vec::new();
-            self.scan(key.as_bytes(), &mut in_key);
-            found.key = in_key.iter().fold(0, |acc, (_, _, o)| acc | o);
+            found.spans.clear();
+            self.scan(text, |a, b, o| found.spans.push((a, b, o)));
+            let mut in_keys = 0;
+            for key in keys {
+                self.scan(key.as_bytes(), |_, _, o| in_keys |= o);
+            }
+            found.key = in_keys;
         }
         let b = bit(d);
         if found.key & b != 0 {

@@ -52,7 +52,7 @@ fn email_at(s: &[u8], at: usize, domain: usize, done: usize, hits: &mut Vec<Hit>
             a += 1;
         }
     }
-    if a == at {
+    if a == at || in_url_userinfo(s, a) {
         return done;
     }
     // An address literal: `user@[192.0.2.1]`, `user@[IPv6:2001:db8::1]`.
@@ -112,6 +112,18 @@ fn email_at(s: &[u8], at: usize, domain: usize, done: usize, hits: &mut Vec<Hit>
     }
 }
 
+/// Whether `s[a..]` starts inside the userinfo of a URL (`scheme://user:pass@host`): that
+/// is a login, not an email address (the `url_credentials` detector takes the password).
+fn in_url_userinfo(s: &[u8], a: usize) -> bool {
+    let from = a.saturating_sub(256);
+    match memchr::memmem::rfind(&s[from..a], b"://") {
+        Some(k) => !s[from + k + 3..a]
+            .iter()
+            .any(|&b| matches!(b, b'/' | b'@' | b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'<' | b'>')),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
@@ -126,6 +138,11 @@ mod tests {
         assert_finds("email", r#"to "john doe"@example.com ok"#, r#""john doe"@example.com"#);
         assert_finds("email", "John Doe <john.doe@example.com>", "john.doe@example.com");
         assert_finds("email", "ops@[192.0.2.10] x", "ops@[192.0.2.10]");
+        assert_eq!(
+            found("ssh://git@github.com/x postgres://app:pw@db.example.com/a", "email"),
+            Vec::<String>::new()
+        );
+        assert_finds("email", "https://x.example.com/?to=bob@example.com", "bob@example.com");
         // A local part reaches back to the previous encoded at-sign at most.
         assert_finds("email", "x%40y%40bob%2Bz%40example.com", "bob%2Bz%40example.com");
         assert_eq!(

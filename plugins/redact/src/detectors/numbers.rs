@@ -48,11 +48,11 @@ pub(super) fn next_run_start(s: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
-/// `123-45-6789` as an SSN (or, with area 9xx and an ITIN group, a US ITIN); `123 45 6789`
-/// and `123.45.6789` only with a context word (Presidio us_ssn_recognizer's medium pattern,
-/// us_itin_recognizer).
+/// `123-45-6789` as an SSN (or, with area 9xx and an ITIN group, a US ITIN; Presidio
+/// us_itin_recognizer). `123 45 6789` and `123.45.6789` need a context word and are found by
+/// `pii::scan_runs`.
 #[inline(never)]
-pub(super) fn scan_ssn(s: &[u8], cx: &mut Cx, hits: &mut Vec<Hit>) {
+pub(super) fn scan_ssn(s: &[u8], cx: &Cx, hits: &mut Vec<Hit>) {
     let mut i = 0;
     while let Some(start) = next_run_start(s, i) {
         let a = digit_run(s, start);
@@ -60,34 +60,28 @@ pub(super) fn scan_ssn(s: &[u8], cx: &mut Cx, hits: &mut Vec<Hit>) {
         if a - start != 3 || !clean_left(s, start) {
             continue;
         }
-        let Some(&sep) = s.get(a).filter(|&&b| matches!(b, b'-' | b' ' | b'.')) else {
+        // Spaced and dotted forms need a context word: `pii::scan_runs` has them.
+        let sep = b'-';
+        if s.get(a) != Some(&sep) {
             continue;
-        };
+        }
         let b = digit_run(s, a + 1);
         if b - (a + 1) != 2 || s.get(b) != Some(&sep) {
             continue;
         }
         let c = digit_run(s, b + 1);
-        if c - (b + 1) != 4
-            || !clean_right(s, c)
-            || (sep == b' ' && s.get(c + 1).is_some_and(|&d| is_digit(d)) && s.get(c) == Some(&b' '))
-        {
+        if c - (b + 1) != 4 || !clean_right(s, c) {
             continue;
         }
         let (area, group, serial) = (&s[start..a], &s[a + 1..b], &s[b + 1..c]);
-        let strong = sep == b'-';
-        if cx.on(Detector::Ssn) && ssn_parts(area, group, serial) && (strong || cx.near(Detector::Ssn, start, c)) {
+        if cx.on(Detector::Ssn) && ssn_parts(area, group, serial) {
             hits.push(Hit {
                 start,
                 end: c,
                 detector: Detector::Ssn,
             });
             i = c;
-        } else if cx.on(Detector::UsItin)
-            && area[0] == b'9'
-            && itin_group(group)
-            && (strong || cx.near(Detector::UsItin, start, c))
-        {
+        } else if cx.on(Detector::UsItin) && area[0] == b'9' && itin_group(group) {
             hits.push(Hit {
                 start,
                 end: c,

@@ -48,74 +48,158 @@ pub(super) fn ssn_parts(area: &[u8], group: &[u8], serial: &[u8]) -> bool {
     area != b"000" && area != b"666" && area[0] != b'9' && group != b"00" && serial != b"0000"
 }
 
+/// What [`scan_runs`] looks for.
+#[derive(Clone, Copy)]
+pub(super) struct Want {
+    pub ids: bool,
+    pub dates: bool,
+    pub iban: bool,
+}
+
+/// One pass over the digit runs of `s` for the identifiers found from a digit run: IBANs,
+/// dates of birth, and the weak numbers (bare or spaced SSNs and ITINs, routing, passport and
+/// driver's-licence numbers). One loop rather than one per detector: walking the runs is
+/// most of the cost.
 #[inline(never)]
-pub(super) fn scan_ids(s: &[u8], cx: &mut Cx, hits: &mut Vec<Hit>) {
+pub(super) fn scan_runs(s: &[u8], cx: &mut Cx, want: Want, hits: &mut Vec<Hit>) {
     let mut i = 0;
     while let Some(start) = next_run_start(s, i) {
         let end = digit_run(s, start);
         i = end;
-        // Up to two capital letters may lead (`X12345678`, `DL1234567`).
-        let mut t = start;
-        while t > 0 && start - t < 2 && s[t - 1].is_ascii_uppercase() {
-            t -= 1;
+        // Every shape here starts clean (not glued to a word, not the continuation of a
+        // number) or after capital letters (`DE89…`, `X1234…`): most runs (inside hex ids,
+        // timestamps, versions) are ruled out by the byte before them.
+        if start > 0 {
+            let p = s[start - 1];
+            if (is_word(p) && !p.is_ascii_uppercase())
+                || (matches!(p, b'-' | b'.' | b'+' | b'/' | b':') && start >= 2 && is_digit(s[start - 2]))
+            {
+                continue;
+            }
         }
-        let letters = start - t;
-        if !clean_left(s, t) || !clean_right(s, end) {
+        if want.iban
+            && start >= 2
+            && s[start - 1].is_ascii_uppercase()
+            && s[start - 2].is_ascii_uppercase()
+            && let Some(e) = iban_at(s, start - 2, hits)
+        {
+            i = e;
             continue;
         }
-        let n = end - start;
-        let digits = &s[start..end];
-        if letters == 0 && n == 9 {
-            if cx.on(Detector::Ssn)
-                && ssn_parts(&digits[..3], &digits[3..5], &digits[5..])
-                && cx.near(Detector::Ssn, start, end)
-            {
-                push(hits, start, end, Detector::Ssn);
-            }
-            if cx.on(Detector::UsItin)
-                && digits[0] == b'9'
-                && itin_group(&digits[3..5])
-                && cx.near(Detector::UsItin, start, end)
-            {
-                push(hits, start, end, Detector::UsItin);
-            }
-            if cx.on(Detector::UsBankRouting) && aba(digits) && cx.near(Detector::UsBankRouting, start, end) {
-                push(hits, start, end, Detector::UsBankRouting);
-            }
-        }
-        if cx.on(Detector::UsPassport)
-            && ((letters == 0 && n == 9) || (letters == 1 && n == 8))
-            && cx.near(Detector::UsPassport, t, end)
+        if want.dates
+            && let Some(e) = date_at(s, start, end, cx, hits)
         {
-            push(hits, t, end, Detector::UsPassport);
+            i = e;
+            continue;
         }
-        let licence = match letters {
-            0 => (6..=14).contains(&n) || n == 16,
-            _ => (4..=11).contains(&n),
-        };
-        if licence && cx.on(Detector::UsDriverLicense) && cx.near(Detector::UsDriverLicense, t, end) {
-            push(hits, t, end, Detector::UsDriverLicense);
-        }
-        // A dashed routing number: `0210-0002-1`.
-        if n == 4
-            && letters == 0
-            && cx.on(Detector::UsBankRouting)
-            && s.get(end) == Some(&b'-')
-            && digit_run(s, end + 1) == end + 5
-            && s.get(end + 5) == Some(&b'-')
-            && digit_run(s, end + 6) == end + 7
-            && clean_right(s, end + 7)
+        if want.ids
+            && let Some(e) = id_at(s, start, end, cx, hits)
         {
-            let mut d = [0u8; 9];
-            d[..4].copy_from_slice(&s[start..end]);
-            d[4..8].copy_from_slice(&s[end + 1..end + 5]);
-            d[8] = s[end + 6];
-            if aba(&d) && cx.near(Detector::UsBankRouting, start, end + 7) {
-                push(hits, start, end + 7, Detector::UsBankRouting);
-                i = end + 7;
-            }
+            i = i.max(e);
         }
     }
+}
+
+/// The weak numbers whose digit run starts at `start` and ends at `end`. Returns where to
+/// resume when a match spans further than the run.
+fn id_at(s: &[u8], start: usize, end: usize, cx: &mut Cx, hits: &mut Vec<Hit>) -> Option<usize> {
+    // Up to two capital letters may lead (`X12345678`, `DL1234567`).
+    let mut t = start;
+    while t > 0 && start - t < 2 && s[t - 1].is_ascii_uppercase() {
+        t -= 1;
+    }
+    let letters = start - t;
+    let n = end - start;
+    // The shapes: 3 or 4 digits starting a group, 9 digits, a letter and 8, 7–9 digits or
+    // 1–2 letters and 4–14 (driver's licences). Anything else costs nothing more.
+    let shaped = match letters {
+        0 => matches!(n, 3 | 4 | 7..=9),
+        _ => (4..=14).contains(&n),
+    };
+    if !shaped || !clean_left(s, t) {
+        return None;
+    }
+    if letters == 0 && matches!(n, 3 | 4) {
+        return grouped_id_at(s, start, end, cx, hits);
+    }
+    if !clean_right(s, end) {
+        return None;
+    }
+    let digits = &s[start..end];
+    if letters == 0 && n == 9 {
+        if cx.on(Detector::Ssn)
+            && ssn_parts(&digits[..3], &digits[3..5], &digits[5..])
+            && cx.near(Detector::Ssn, start, end)
+        {
+            push(hits, start, end, Detector::Ssn);
+        }
+        if cx.on(Detector::UsItin)
+            && digits[0] == b'9'
+            && itin_group(&digits[3..5])
+            && cx.near(Detector::UsItin, start, end)
+        {
+            push(hits, start, end, Detector::UsItin);
+        }
+        if cx.on(Detector::UsBankRouting) && aba(digits) && cx.near(Detector::UsBankRouting, start, end) {
+            push(hits, start, end, Detector::UsBankRouting);
+        }
+    }
+    if cx.on(Detector::UsPassport)
+        && ((letters == 0 && n == 9) || (letters == 1 && n == 8))
+        && cx.near(Detector::UsPassport, t, end)
+    {
+        push(hits, t, end, Detector::UsPassport);
+    }
+    // Presidio also takes bare runs of 6–14 and 16 digits; those are mostly timestamps, order
+    // numbers and counters, and the states that use all-digit numbers use 7–9 digits.
+    let licence = letters > 0 || (7..=9).contains(&n);
+    if licence && cx.on(Detector::UsDriverLicense) && cx.near(Detector::UsDriverLicense, t, end) {
+        push(hits, t, end, Detector::UsDriverLicense);
+    }
+    None
+}
+
+/// Numbers in groups, from a first group of 3 or 4 digits: `123 45 6789` / `123.45.6789`
+/// (SSN, or ITIN with area 9xx; only with a context word: the dashed form is
+/// `numbers::scan_ssn`'s) and the dashed routing number `0210-0002-1`.
+fn grouped_id_at(s: &[u8], start: usize, end: usize, cx: &mut Cx, hits: &mut Vec<Hit>) -> Option<usize> {
+    let sep = *s.get(end)?;
+    let b = digit_run(s, end + 1);
+    let c = if s.get(b) == Some(&sep) {
+        digit_run(s, b + 1)
+    } else {
+        return None;
+    };
+    let (g1, g2, g3) = (end - start, b - (end + 1), c - (b + 1));
+    if !clean_right(s, c) {
+        return None;
+    }
+    if (g1, g2, g3) == (3, 2, 4) && matches!(sep, b' ' | b'.') {
+        // Not part of a longer spaced digit run (a card number).
+        if sep == b' ' && s.get(c) == Some(&b' ') && s.get(c + 1).is_some_and(|&d| is_digit(d)) {
+            return None;
+        }
+        let (area, group, serial) = (&s[start..end], &s[end + 1..b], &s[b + 1..c]);
+        if cx.on(Detector::Ssn) && ssn_parts(area, group, serial) && cx.near(Detector::Ssn, start, c) {
+            push(hits, start, c, Detector::Ssn);
+            return Some(c);
+        }
+        if cx.on(Detector::UsItin) && area[0] == b'9' && itin_group(group) && cx.near(Detector::UsItin, start, c) {
+            push(hits, start, c, Detector::UsItin);
+            return Some(c);
+        }
+    }
+    if (g1, g2, g3) == (4, 4, 1) && sep == b'-' && cx.on(Detector::UsBankRouting) {
+        let mut d = [0u8; 9];
+        d[..4].copy_from_slice(&s[start..end]);
+        d[4..8].copy_from_slice(&s[end + 1..b]);
+        d[8] = s[b + 1];
+        if aba(&d) && cx.near(Detector::UsBankRouting, start, c) {
+            push(hits, start, c, Detector::UsBankRouting);
+            return Some(c);
+        }
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,48 +326,39 @@ fn mod97(chars: &[u8]) -> bool {
     rem == 1
 }
 
-#[inline(never)]
-pub(super) fn scan_iban(s: &[u8], hits: &mut Vec<Hit>) {
-    let mut i = 0;
-    while let Some(start) = next_run_start(s, i) {
-        let end = digit_run(s, start);
-        i = end;
-        // The check digits: exactly two, after two capitals at a word start.
-        if start < 2 || !(s[start - 1].is_ascii_uppercase() && s[start - 2].is_ascii_uppercase()) {
-            continue;
-        }
-        let at = start - 2;
-        if at > 0 && is_word(s[at - 1]) {
-            continue;
-        }
-        let Some(len) = iban_length(&s[at..start]) else {
-            continue;
-        };
-        // Collect `len` alphanumerics, allowing one space or dash between groups of four.
-        let mut chars = [0u8; 34];
-        let mut n = 0;
-        let mut j = at;
-        while n < len && j < s.len() {
-            let c = s[j];
-            if is_alnum(c) {
-                chars[n] = c;
-                n += 1;
-                j += 1;
-            } else if matches!(c, b' ' | b'-') && n % 4 == 0 && n > 0 && s.get(j + 1).is_some_and(|&b| is_alnum(b)) {
-                j += 1;
-            } else {
-                break;
-            }
-        }
-        if n != len || s.get(j).is_some_and(|&b| is_word(b)) || !chars[2].is_ascii_digit() || !chars[3].is_ascii_digit()
-        {
-            continue;
-        }
-        if chars[..n].iter().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()) && mod97(&chars[..n]) {
-            push(hits, at, j, Detector::Iban);
-            i = j;
+/// The IBAN starting at `at` (two capitals, then the check digits), if one does; returns its
+/// end.
+fn iban_at(s: &[u8], at: usize, hits: &mut Vec<Hit>) -> Option<usize> {
+    if at > 0 && is_word(s[at - 1]) {
+        return None;
+    }
+    let len = iban_length(&s[at..at + 2])?;
+    // Collect `len` alphanumerics, allowing one space or dash between groups of four.
+    let mut chars = [0u8; 34];
+    let mut n = 0;
+    let mut j = at;
+    while n < len && j < s.len() {
+        let c = s[j];
+        if is_alnum(c) {
+            chars[n] = c;
+            n += 1;
+            j += 1;
+        } else if matches!(c, b' ' | b'-') && n % 4 == 0 && n > 0 && s.get(j + 1).is_some_and(|&b| is_alnum(b)) {
+            j += 1;
+        } else {
+            break;
         }
     }
+    let shaped = n == len
+        && !s.get(j).is_some_and(|&b| is_word(b))
+        && chars[2].is_ascii_digit()
+        && chars[3].is_ascii_digit()
+        && chars[..n].iter().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+    if shaped && mod97(&chars[..n]) {
+        push(hits, at, j, Detector::Iban);
+        return Some(j);
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,46 +390,42 @@ fn plausible(year: u32, month: u32, day: u32) -> bool {
     (1900..=2099).contains(&year) && (1..=12).contains(&month) && (1..=31).contains(&day)
 }
 
-#[inline(never)]
-pub(super) fn scan_dates(s: &[u8], cx: &mut Cx, hits: &mut Vec<Hit>) {
-    let mut i = 0;
-    while let Some(start) = next_run_start(s, i) {
-        let a_end = digit_run(s, start);
-        i = a_end;
-        if !clean_left(s, start) {
-            continue;
-        }
-        let a = &s[start..a_end];
-        // Numeric: YYYY-MM-DD, DD/MM/YYYY, MM/DD/YYYY, DD.MM.YYYY (one separator kind).
-        if let Some(&sep) = s.get(a_end).filter(|b| matches!(b, b'-' | b'/' | b'.')) {
-            let b_end = digit_run(s, a_end + 1);
-            let b = &s[a_end + 1..b_end];
-            if matches!(b.len(), 1..=2) && s.get(b_end) == Some(&sep) {
-                let c_end = digit_run(s, b_end + 1);
-                let c = &s[b_end + 1..c_end];
-                let ok = match (a.len(), c.len()) {
-                    (4, 1..=2) => plausible(number(a), number(b), number(c)),
-                    (1..=2, 4) => {
-                        plausible(number(c), number(b), number(a)) || plausible(number(c), number(a), number(b))
-                    }
-                    _ => false,
-                };
-                if ok && clean_right(s, c_end) && cx.near(Detector::DateOfBirth, start, c_end) {
-                    push(hits, start, c_end, Detector::DateOfBirth);
-                    i = c_end;
-                    continue;
-                }
-            }
-        }
-        // A year after a month name: `April 12, 1987`, `12 Apr 1987`, `Apr 12 1987`.
-        if a.len() == 4 && (1900..=2099).contains(&number(a)) && clean_right(s, a_end) {
-            if let Some(from) = named_date_start(s, start) {
-                if cx.near(Detector::DateOfBirth, from, a_end) {
-                    push(hits, from, a_end, Detector::DateOfBirth);
-                }
+/// A date of birth from the digit run `s[start..a_end]`, with a context word near; returns
+/// its end.
+fn date_at(s: &[u8], start: usize, a_end: usize, cx: &mut Cx, hits: &mut Vec<Hit>) -> Option<usize> {
+    if !clean_left(s, start) {
+        return None;
+    }
+    let a = &s[start..a_end];
+    // Numeric: YYYY-MM-DD, DD/MM/YYYY, MM/DD/YYYY, DD.MM.YYYY (one separator kind).
+    if let Some(&sep) = s.get(a_end).filter(|b| matches!(b, b'-' | b'/' | b'.')) {
+        let b_end = digit_run(s, a_end + 1);
+        let b = &s[a_end + 1..b_end];
+        if matches!(b.len(), 1..=2) && s.get(b_end) == Some(&sep) {
+            let c_end = digit_run(s, b_end + 1);
+            let c = &s[b_end + 1..c_end];
+            let ok = match (a.len(), c.len()) {
+                (4, 1..=2) => plausible(number(a), number(b), number(c)),
+                (1..=2, 4) => plausible(number(c), number(b), number(a)) || plausible(number(c), number(a), number(b)),
+                _ => false,
+            };
+            if ok && clean_right(s, c_end) && cx.near(Detector::DateOfBirth, start, c_end) {
+                push(hits, start, c_end, Detector::DateOfBirth);
+                return Some(c_end);
             }
         }
     }
+    // A year after a month name: `April 12, 1987`, `12 Apr 1987`, `Apr 12 1987`.
+    if a.len() == 4
+        && (1900..=2099).contains(&number(a))
+        && clean_right(s, a_end)
+        && let Some(from) = named_date_start(s, start)
+        && cx.near(Detector::DateOfBirth, from, a_end)
+    {
+        push(hits, from, a_end, Detector::DateOfBirth);
+        return Some(a_end);
+    }
+    None
 }
 
 /// The start of `Month DD, ` or `DD Month ` ending just before the year at `year`.
@@ -597,6 +668,7 @@ mod tests {
         assert_eq!(found("DE89370400440532013001", "iban"), Vec::<String>::new());
         assert_finds("us_itin", "itin 912-70-1234", "912-70-1234");
         assert_finds("us_bank_routing", "routing number 021000021", "021000021");
+        assert_finds("us_bank_routing", "ABA: 0210-0002-1;", "0210-0002-1");
         assert_eq!(found("order 021000021", "us_bank_routing"), Vec::<String>::new());
         assert_finds("us_passport", "passport no X12345678", "X12345678");
         assert_finds("us_driver_license", "driver license D1234567", "D1234567");

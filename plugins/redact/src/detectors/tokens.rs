@@ -353,6 +353,10 @@ pub(super) struct Anchors {
     groups: Vec<Vec<(&'static [u8], Anchor)>>,
     /// Whether words starting with `1` or `3` are checked as legacy Bitcoin addresses.
     base58: bool,
+    /// Per group, the third bytes its prefixes allow (a 128-bit set; all of them if a prefix
+    /// has only two bytes): `da`ta, `pa`th or `op`eration start a group's bigram but not its
+    /// prefixes, and are ruled out here without a call.
+    thirds: Vec<u128>,
 }
 
 impl Anchors {
@@ -389,10 +393,30 @@ impl Anchors {
         for group in &mut groups {
             group.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         }
+        let thirds = groups
+            .iter()
+            .map(|group| {
+                group.iter().fold(0u128, |set, (p, _)| match p.get(2) {
+                    Some(&c) if c < 128 => set | 1 << c,
+                    _ => u128::MAX,
+                })
+            })
+            .collect();
         Anchors {
             bigrams,
             groups,
             base58,
+            thirds,
+        }
+    }
+
+    /// Whether the third byte `c` (if any) can continue a prefix of `group`.
+    #[inline]
+    fn third_ok(&self, group: u8, c: Option<&u8>) -> bool {
+        let set = self.thirds[usize::from(group) - 1];
+        match c {
+            Some(&c) if c < 128 => set & (1 << c) != 0,
+            _ => set == u128::MAX,
         }
     }
 
@@ -426,32 +450,41 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], hits: &mut Vec<Hit>) {
         // `i` starts a word (or a run of dashes, for `-----BEGIN`).
         let group = anchors.group_at(s, i);
         if group != 0
+            && anchors.third_ok(group, s.get(i + 2))
             && let Some(resume) = anchored_at(anchors, group, s, i, hits)
         {
             i = resume;
             continue;
         }
-        let start = i;
+        if matches!(b, b'1' | b'3') && anchors.base58 {
+            i = base58_word(s, i, hits);
+            continue;
+        }
         i += 1;
         if b != b'-' {
             while i < n && is_alnum(s[i]) {
                 i += 1;
             }
-            // A legacy Bitcoin address is a word of 25–34 base58 characters after `1` or `3`.
-            if anchors.base58
-                && matches!(b, b'1' | b'3')
-                && (25..=34).contains(&(i - start))
-                && s.get(i) != Some(&b'_')
-                && super::pii::base58check(&s[start..i])
-            {
-                hits.push(Hit {
-                    start,
-                    end: i,
-                    detector: Detector::CryptoWallet,
-                });
-            }
         }
     }
+}
+
+/// A legacy Bitcoin address is a word of 25–34 base58 characters after `1` or `3`: check
+/// the word starting at `start` and return its end. Out of line, like [`anchored_at`].
+#[inline(never)]
+fn base58_word(s: &[u8], start: usize, hits: &mut Vec<Hit>) -> usize {
+    let mut i = start + 1;
+    while i < s.len() && is_alnum(s[i]) {
+        i += 1;
+    }
+    if (25..=34).contains(&(i - start)) && s.get(i) != Some(&b'_') && super::pii::base58check(&s[start..i]) {
+        hits.push(Hit {
+            start,
+            end: i,
+            detector: Detector::CryptoWallet,
+        });
+    }
+    i
 }
 
 /// Try the prefixes of `group` (those that could start at `i`), longest first, and record the
