@@ -216,9 +216,27 @@ pub struct Detectors {
 /// whether the own key is secret-ish for `generic_secret`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Within<'a> {
-    pub key: &'a str,
-    pub parent: &'a str,
+    /// The metadata text the spans below are in.
+    pub src: &'a str,
+    /// The raw key (between its quotes) and its parent's, as byte ranges of `src`.
+    pub key: (usize, usize),
+    pub parent: (usize, usize),
     pub generic: bool,
+}
+
+impl Within<'_> {
+    /// The keys' last 64 bytes at most: a long key costs no more. Only read when a weak
+    /// candidate needs its context, so strings without one pay nothing for it.
+    fn keys(&self) -> [&str; 2] {
+        fn tail(src: &str, (a, b): (usize, usize)) -> &str {
+            let mut from = a.max(b.saturating_sub(64));
+            while from < b && !src.is_char_boundary(from) {
+                from += 1;
+            }
+            src.get(from..b).unwrap_or("")
+        }
+        [tail(self.src, self.key), tail(self.src, self.parent)]
+    }
 }
 
 /// What the scanners of one string share: the enabled detectors, the text, where it sits,
@@ -237,7 +255,7 @@ impl Cx<'_> {
 
     /// Whether a context word of `d` is near `s[start..end]` (or in the key).
     fn near(&mut self, d: Detector, start: usize, end: usize) -> bool {
-        let keys = [self.within.key, self.within.parent];
+        let keys = self.within.keys();
         self.detectors.context.near(d, self.s, keys, start, end, self.found)
     }
 }
@@ -324,19 +342,17 @@ impl Detectors {
         if summary.colon && self.on(Ipv6) {
             numbers::scan_ipv6(s, hits);
         }
-        if (summary.colon || summary.dash || summary.dot) && s.len() >= 14 && self.on(MacAddress) {
-            pii::scan_mac(s, hits);
-        }
+        // Identifiers found from digit runs, checked at word starts by the anchored scan.
+        // Every shape of these has five digits at least (`D12345`, `1 Apr 1990`).
         let want = pii::Want {
-            ids: self.ids,
-            dates: self.on(DateOfBirth),
+            ids: summary.digits >= 5 && self.ids,
+            dates: summary.digits >= 5 && self.on(DateOfBirth),
             iban: summary.digits >= 10 && self.on(Iban),
         };
-        if summary.digits >= 4 && (want.ids || want.dates || want.iban) {
-            pii::scan_runs(s, &mut cx, want, hits);
-        }
-        if !self.anchors.is_empty() {
-            tokens::scan_anchored(&self.anchors, s, hits);
+        // MAC addresses too: `:`, `-` or `.` and six hex pairs (or three quads).
+        let mac = (summary.colon || summary.dash || summary.dot) && s.len() >= 14 && self.on(MacAddress);
+        if !self.anchors.is_empty() || want.any() || mac {
+            tokens::scan_anchored(&self.anchors, s, &mut cx, want, mac, hits);
         }
         Seen {
             pairs: summary.colon || summary.equals,

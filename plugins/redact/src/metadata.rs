@@ -297,8 +297,9 @@ impl<'a> Pass<'a, '_> {
         }
         // Keys can hold PII too (maps keyed by email address); their context is the parent.
         let within = Within {
-            key: tail(self.src, self.key),
-            parent: "",
+            src: self.src,
+            key: self.key,
+            parent: (0, 0),
             generic: false,
         };
         match self.r.rewrite_text(key, within, self.sc) {
@@ -452,8 +453,9 @@ impl<'a> Pass<'a, '_> {
     /// write the redacted string straight into the replacement buffer.
     fn rewrite(&mut self, start: usize, text: &str) -> Fate {
         let within = Within {
-            key: tail(self.src, self.key),
-            parent: tail(self.src, self.parent),
+            src: self.src,
+            key: self.key,
+            parent: self.parent,
             generic: self.generic,
         };
         self.r.find(text, within, self.sc);
@@ -598,15 +600,6 @@ impl<'a> Pass<'a, '_> {
         self.pos += 4;
         Ok(v)
     }
-}
-
-/// The last 64 bytes (at most) of `src[a..b]`, a key, as context: a long key costs no more.
-fn tail(src: &str, (a, b): (usize, usize)) -> &str {
-    let mut from = a.max(b.saturating_sub(64));
-    while from < b && !src.is_char_boundary(from) {
-        from += 1;
-    }
-    src.get(from..b).unwrap_or("")
 }
 
 /// The text a whole value is hashed by: a string's content, or any other value's compact JSON

@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::numbers::{clean_left, clean_right, digit_run, next_run_start};
+use super::numbers::{clean_left, clean_right, digit_run};
 use super::{Cx, Detector, Hit, is_alnum, is_digit, is_hex, is_word};
 
 fn push(hits: &mut Vec<Hit>, start: usize, end: usize, detector: Detector) {
@@ -48,7 +48,7 @@ pub(super) fn ssn_parts(area: &[u8], group: &[u8], serial: &[u8]) -> bool {
     area != b"000" && area != b"666" && area[0] != b'9' && group != b"00" && serial != b"0000"
 }
 
-/// What [`scan_runs`] looks for.
+/// What [`run_at`] looks for.
 #[derive(Clone, Copy)]
 pub(super) struct Want {
     pub ids: bool,
@@ -56,48 +56,47 @@ pub(super) struct Want {
     pub iban: bool,
 }
 
-/// One pass over the digit runs of `s` for the identifiers found from a digit run: IBANs,
-/// dates of birth, and the weak numbers (bare or spaced SSNs and ITINs, routing, passport and
-/// driver's-licence numbers). One loop rather than one per detector: walking the runs is
-/// most of the cost.
+impl Want {
+    pub(super) fn any(self) -> bool {
+        self.ids || self.dates || self.iban
+    }
+}
+
+/// The identifiers found from a digit run: IBANs, dates of birth, and the weak numbers (bare
+/// or spaced SSNs and ITINs, routing, passport and driver's-licence numbers). Called by the
+/// word-start loop of `tokens::scan_anchored` for each word that starts with a digit, or
+/// with one or two capitals and a digit (`start` is that digit), so no pass of their own
+/// walks the string. Returns where to resume if a match spans past the run.
 #[inline(never)]
-pub(super) fn scan_runs(s: &[u8], cx: &mut Cx, want: Want, hits: &mut Vec<Hit>) {
-    let mut i = 0;
-    while let Some(start) = next_run_start(s, i) {
-        let end = digit_run(s, start);
-        i = end;
-        // Every shape here starts clean (not glued to a word, not the continuation of a
-        // number) or after capital letters (`DE89…`, `X1234…`): most runs (inside hex ids,
-        // timestamps, versions) are ruled out by the byte before them.
-        if start > 0 {
-            let p = s[start - 1];
-            if (is_word(p) && !p.is_ascii_uppercase())
-                || (matches!(p, b'-' | b'.' | b'+' | b'/' | b':') && start >= 2 && is_digit(s[start - 2]))
-            {
-                continue;
-            }
-        }
-        if want.iban
-            && start >= 2
-            && s[start - 1].is_ascii_uppercase()
-            && s[start - 2].is_ascii_uppercase()
-            && let Some(e) = iban_at(s, start - 2, hits)
+pub(super) fn run_at(s: &[u8], start: usize, cx: &mut Cx, want: Want, hits: &mut Vec<Hit>) -> Option<usize> {
+    let end = digit_run(s, start);
+    // Every shape here starts clean (not glued to a word, not the continuation of a number)
+    // or after capital letters (`DE89…`, `X1234…`).
+    if start > 0 {
+        let p = s[start - 1];
+        if (is_word(p) && !p.is_ascii_uppercase())
+            || (matches!(p, b'-' | b'.' | b'+' | b'/' | b':') && start >= 2 && is_digit(s[start - 2]))
         {
-            i = e;
-            continue;
-        }
-        if want.dates
-            && let Some(e) = date_at(s, start, end, cx, hits)
-        {
-            i = e;
-            continue;
-        }
-        if want.ids
-            && let Some(e) = id_at(s, start, end, cx, hits)
-        {
-            i = i.max(e);
+            return None;
         }
     }
+    if want.iban
+        && start >= 2
+        && s[start - 1].is_ascii_uppercase()
+        && s[start - 2].is_ascii_uppercase()
+        && let Some(e) = iban_at(s, start - 2, hits)
+    {
+        return Some(e);
+    }
+    if want.dates
+        && let Some(e) = date_at(s, start, end, cx, hits)
+    {
+        return Some(e);
+    }
+    if want.ids {
+        return id_at(s, start, end, cx, hits);
+    }
+    None
 }
 
 /// The weak numbers whose digit run starts at `start` and ends at `end`. Returns where to
@@ -111,10 +110,10 @@ fn id_at(s: &[u8], start: usize, end: usize, cx: &mut Cx, hits: &mut Vec<Hit>) -
     let letters = start - t;
     let n = end - start;
     // The shapes: 3 or 4 digits starting a group, 9 digits, a letter and 8, 7–9 digits or
-    // 1–2 letters and 4–14 (driver's licences). Anything else costs nothing more.
+    // 1–2 letters and 5–14 (driver's licences). Anything else costs nothing more.
     let shaped = match letters {
         0 => matches!(n, 3 | 4 | 7..=9),
-        _ => (4..=14).contains(&n),
+        _ => (5..=14).contains(&n),
     };
     if !shaped || !clean_left(s, t) {
         return None;
@@ -470,48 +469,43 @@ fn named_date_start(s: &[u8], year: usize) -> Option<usize> {
 // ---------------------------------------------------------------------------------------------
 // MAC addresses: `00:1a:2b:3c:4d:5e`, `00-1A-2B-3C-4D-5E`, Cisco `001a.2b3c.4d5e`.
 
+/// The MAC address starting at `start` (a word start, hex), if one does; returns its end.
+/// Called from the word-start loop of `tokens::scan_anchored` when the third byte is `:` or
+/// `-` or the fifth is `.`.
 #[inline(never)]
-pub(super) fn scan_mac(s: &[u8], hits: &mut Vec<Hit>) {
-    let mut done = 0;
-    for p in memchr::memchr3_iter(b':', b'-', b'.', s) {
-        if p < done {
-            continue;
+pub(super) fn mac_at(s: &[u8], start: usize, hits: &mut Vec<Hit>) -> Option<usize> {
+    let sep = match (s.get(start + 2), s.get(start + 4)) {
+        (Some(&c @ (b':' | b'-')), _) => c,
+        (_, Some(b'.')) => b'.',
+        _ => return None,
+    };
+    let (width, groups) = if sep == b'.' { (4, 3) } else { (2, 6) };
+    if start > 0 && (is_word(s[start - 1]) || s[start - 1] == sep || s[start - 1] == b':') {
+        return None;
+    }
+    let mut j = start;
+    for g in 0..groups {
+        if !s.get(j..j + width).is_some_and(|w| w.iter().all(|&b| is_hex(b))) {
+            return None;
         }
-        let sep = s[p];
-        let (width, groups) = if sep == b'.' { (4, 3) } else { (2, 6) };
-        if p < width || !s[p - width..p].iter().all(|&b| is_hex(b)) {
-            continue;
-        }
-        let start = p - width;
-        if start > 0 && (is_word(s[start - 1]) || s[start - 1] == sep || s[start - 1] == b':') {
-            continue;
-        }
-        let mut j = start;
-        let mut ok = true;
-        for g in 0..groups {
-            if !s.get(j..j + width).is_some_and(|w| w.iter().all(|&b| is_hex(b))) {
-                ok = false;
-                break;
+        j += width;
+        if g + 1 < groups {
+            if s.get(j) != Some(&sep) {
+                return None;
             }
-            j += width;
-            if g + 1 < groups {
-                if s.get(j) != Some(&sep) {
-                    ok = false;
-                    break;
-                }
-                j += 1;
-            }
-        }
-        let continues = s
-            .get(j)
-            .is_some_and(|&b| is_word(b) || (b == sep || b == b':') && s.get(j + 1).is_some_and(|&h| is_hex(h)));
-        // Cisco form: at least one letter or the groups are not a version-like number.
-        let dotted_digits = sep == b'.' && s[start..j].iter().all(|&b| is_digit(b) || b == b'.');
-        if ok && !continues && !dotted_digits {
-            push(hits, start, j, Detector::MacAddress);
-            done = j;
+            j += 1;
         }
     }
+    let continues = s
+        .get(j)
+        .is_some_and(|&b| is_word(b) || (b == sep || b == b':') && s.get(j + 1).is_some_and(|&h| is_hex(h)));
+    // Cisco form: not all digits (a version-like number).
+    let dotted_digits = sep == b'.' && s[start..j].iter().all(|&b| is_digit(b) || b == b'.');
+    if continues || dotted_digits {
+        return None;
+    }
+    push(hits, start, j, Detector::MacAddress);
+    Some(j)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 //! credentials and PEM private keys. Their prefixes are indexed by their first two bytes and
 //! only tried at word starts.
 
-use super::{Detector, Hit, is_alnum, is_digit, is_hex};
+use super::pii::{Want, mac_at, run_at};
+use super::{Cx, Detector, Hit, is_alnum, is_digit, is_hex};
 
 /// Character sets of token bodies.
 #[derive(Clone, Copy)]
@@ -438,7 +439,7 @@ impl Anchors {
 /// or digit), so only word starts are looked at, and the rest of each word is skipped with one
 /// class test per byte; the bigram table rules out nearly all word starts with one lookup.
 #[inline(never)]
-pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], hits: &mut Vec<Hit>) {
+pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], cx: &mut Cx, want: Want, mac: bool, hits: &mut Vec<Hit>) {
     let n = s.len();
     let mut i = 0;
     while i < n {
@@ -447,7 +448,36 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], hits: &mut Vec<Hit>) {
             i += 1;
             continue;
         }
-        // `i` starts a word (or a run of dashes, for `-----BEGIN`).
+        // `i` starts a word (or a run of dashes, for `-----BEGIN`). A word that starts with
+        // a digit, or with one or two capitals and a digit, may be an identifier.
+        if want.any() {
+            let digit_at = if is_digit(b) {
+                Some(i)
+            } else if b.is_ascii_uppercase() {
+                match (s.get(i + 1), s.get(i + 2)) {
+                    (Some(&c), _) if is_digit(c) => Some(i + 1),
+                    (Some(&c), Some(&d)) if c.is_ascii_uppercase() && is_digit(d) => Some(i + 2),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            if let Some(d) = digit_at
+                && let Some(resume) = run_at(s, d, cx, want, hits)
+            {
+                i = resume;
+                continue;
+            }
+        }
+        // `00:1a:…`, `00-1A-…`, `001a.2b3c.4d5e`.
+        if mac
+            && is_hex(b)
+            && (matches!(s.get(i + 2), Some(b':' | b'-')) || s.get(i + 4) == Some(&b'.'))
+            && let Some(resume) = mac_at(s, i, hits)
+        {
+            i = resume;
+            continue;
+        }
         let group = anchors.group_at(s, i);
         if group != 0
             && anchors.third_ok(group, s.get(i + 2))
@@ -456,35 +486,30 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], hits: &mut Vec<Hit>) {
             i = resume;
             continue;
         }
-        if matches!(b, b'1' | b'3') && anchors.base58 {
-            i = base58_word(s, i, hits);
-            continue;
-        }
+        let start = i;
         i += 1;
         if b != b'-' {
             while i < n && is_alnum(s[i]) {
                 i += 1;
+            }
+            if matches!(b, b'1' | b'3') && (25..=34).contains(&(i - start)) && anchors.base58 {
+                base58_word(s, start, i, hits);
             }
         }
     }
 }
 
 /// A legacy Bitcoin address is a word of 25–34 base58 characters after `1` or `3`: check
-/// the word starting at `start` and return its end. Out of line, like [`anchored_at`].
+/// the word `s[start..end]`. Out of line, like [`anchored_at`].
 #[inline(never)]
-fn base58_word(s: &[u8], start: usize, hits: &mut Vec<Hit>) -> usize {
-    let mut i = start + 1;
-    while i < s.len() && is_alnum(s[i]) {
-        i += 1;
-    }
-    if (25..=34).contains(&(i - start)) && s.get(i) != Some(&b'_') && super::pii::base58check(&s[start..i]) {
+fn base58_word(s: &[u8], start: usize, end: usize, hits: &mut Vec<Hit>) {
+    if s.get(end) != Some(&b'_') && super::pii::base58check(&s[start..end]) {
         hits.push(Hit {
             start,
-            end: i,
+            end,
             detector: Detector::CryptoWallet,
         });
     }
-    i
 }
 
 /// Try the prefixes of `group` (those that could start at `i`), longest first, and record the
