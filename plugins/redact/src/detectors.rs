@@ -212,8 +212,8 @@ pub struct Detectors {
 }
 
 /// Where a string sits: the raw text of the key of the JSON entry holding it and of that
-/// entry's parent key (both empty outside metadata; each at most its last 64 bytes), and
-/// whether the own key is secret-ish for `generic_secret`.
+/// entry's parent key (both empty outside metadata), and whether the text is the value of a
+/// key that is secret-ish for `generic_secret`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Within<'a> {
     /// The metadata text the spans below are in.

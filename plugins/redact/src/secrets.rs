@@ -130,6 +130,8 @@ pub struct SecretKeys {
     starts: Box<[u64; 1024]>,
     /// Entries of a single byte.
     singles: [bool; 256],
+    /// For each first byte, the range of `entries` (sorted) that start with it.
+    by_first: Box<[(usize, usize); 256]>,
     /// `generic_secret`, when enabled.
     generic: Option<Box<Generic>>,
 }
@@ -160,10 +162,20 @@ impl SecretKeys {
                 [] => {}
             }
         }
+        let mut by_first = Box::new([(0usize, 0usize); 256]);
+        for (i, e) in normalised.iter().enumerate() {
+            let slot = &mut by_first[usize::from(e[0])];
+            if slot.1 == 0 {
+                *slot = (i, i + 1);
+            } else {
+                slot.1 = i + 1;
+            }
+        }
         SecretKeys {
             entries: normalised,
             starts,
             singles,
+            by_first,
             generic: None,
         }
     }
@@ -176,7 +188,8 @@ impl SecretKeys {
 
     /// A [`Detector::GenericSecret`] hit for the whole of `text`, the string value of a JSON
     /// entry whose key [`SecretKeys::classify`] found secret-ish, if the value looks
-    /// generated.
+    /// generated. (A key that names a secret outright has its value replaced whole before it
+    /// is scanned.)
     pub fn scan_value(&self, text: &str, hits: &mut Vec<Hit>) {
         if let Some(g) = &self.generic
             && g.value(text.as_bytes())
@@ -190,7 +203,8 @@ impl SecretKeys {
     }
 
     /// Whether the key `key` names a secret, and whether it is secret-ish for
-    /// `generic_secret` (then its string values are checked for entropy).
+    /// `generic_secret` (then its string values are checked for entropy); one normalisation
+    /// for both.
     pub fn classify(&self, key: &str) -> (bool, bool) {
         let mut buf = [0u8; MAX_KEY];
         let n = normalise_into(key.as_bytes(), &mut buf);
@@ -204,18 +218,18 @@ impl SecretKeys {
         (false, generic)
     }
 
-    /// Whether `entry` normalises to something (an empty entry would match every key).
-    pub fn valid_entry(entry: &str) -> bool {
-        let mut buf = [0u8; MAX_KEY];
-        entry.len() <= MAX_KEY && normalise_into(entry.as_bytes(), &mut buf) > 0
-    }
-
+    /// Whether the key `key` names a secret (also once normalised, if it is not ASCII).
     #[cfg(test)]
-    /// Whether the key `key` names a secret.
     pub fn is_secret(&self, key: &str) -> bool {
         self.is_secret_bytes(key.as_bytes())
             || (!key.is_ascii()
                 && crate::normalize::normalised(key).is_some_and(|k| self.is_secret_bytes(k.as_bytes())))
+    }
+
+    /// Whether `entry` normalises to something (an empty entry would match every key).
+    pub fn valid_entry(entry: &str) -> bool {
+        let mut buf = [0u8; MAX_KEY];
+        entry.len() <= MAX_KEY && normalise_into(entry.as_bytes(), &mut buf) > 0
     }
 
     fn is_secret_bytes(&self, key: &[u8]) -> bool {
@@ -237,10 +251,12 @@ impl SecretKeys {
             }
             if i + 1 < n {
                 let pair = usize::from(k[i]) << 8 | usize::from(k[i + 1]);
-                if self.starts[pair >> 6] & (1 << (pair & 63)) != 0
-                    && self.entries.iter().any(|e| e.len() >= 2 && k[i..].starts_with(e))
-                {
-                    return true;
+                if self.starts[pair >> 6] & (1 << (pair & 63)) != 0 {
+                    let (from, to) = self.by_first[usize::from(k[i])];
+                    let candidates = self.entries.get(from..to).unwrap_or(&[]);
+                    if candidates.iter().any(|e| e.len() >= 2 && k[i..].starts_with(e)) {
+                        return true;
+                    }
                 }
             }
         }

@@ -441,6 +441,7 @@ impl Anchors {
 #[inline(never)]
 pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], cx: &mut Cx, want: Want, mac: bool, hits: &mut Vec<Hit>) {
     let n = s.len();
+    let any_run = want.any();
     let mut i = 0;
     while i < n {
         let b = s[i];
@@ -450,7 +451,7 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], cx: &mut Cx, want: Want
         }
         // `i` starts a word (or a run of dashes, for `-----BEGIN`). A word that starts with
         // a digit, or with one or two capitals and a digit, may be an identifier.
-        if want.any() {
+        if any_run {
             let digit_at = if is_digit(b) {
                 Some(i)
             } else if b.is_ascii_uppercase() {
@@ -472,6 +473,7 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], cx: &mut Cx, want: Want
         // `00:1a:…`, `00-1A-…`, `001a.2b3c.4d5e`.
         if mac
             && is_hex(b)
+            && s.get(i + 1).is_some_and(|&c| is_hex(c))
             && (matches!(s.get(i + 2), Some(b':' | b'-')) || s.get(i + 4) == Some(&b'.'))
             && let Some(resume) = mac_at(s, i, hits)
         {
