@@ -235,6 +235,9 @@ pub fn parse(config: &Value) -> Result<Settings, String> {
                 ));
             }
             let words = strings(list, &key)?;
+            if words.len() > 1000 {
+                return Err(format!("{key}: at most 1000 context words per detector"));
+            }
             if let Some(i) = words.iter().position(|w| w.trim().is_empty() || w.len() > 64) {
                 return Err(format!(
                     "{key}[{i}]: a context word must be 1 to 64 bytes and not blank"

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Generator of the labeled redaction corpus (tests/corpus.rs measures the detectors on it).
 """Generates the labeled redaction corpus (corpus.ndjson.gz beside this file).
 
 Standard library only, fixed seed: running it again reproduces the checked-in file exactly
