@@ -349,9 +349,18 @@ impl Detectors {
             dates: summary.digits >= 5 && self.on(DateOfBirth),
             iban: summary.digits >= 10 && self.on(Iban),
         };
-        // MAC addresses too: `:`, `-` or `.` and six hex pairs (or three quads).
-        let mac = (summary.colon || summary.dash || summary.dot) && s.len() >= 14 && self.on(MacAddress);
-        if !self.anchors.is_empty() || want.any() || mac {
+        // MAC addresses too: six hex pairs joined by five `:` or `-` (bit 1), or three quads
+        // joined by two `.` (bit 2).
+        let mut mac = 0;
+        if s.len() >= 14 && self.on(MacAddress) {
+            if summary.colon || summary.dash {
+                mac |= 1;
+            }
+            if summary.dot {
+                mac |= 2;
+            }
+        }
+        if !self.anchors.is_empty() || want.any() || mac != 0 {
             tokens::scan_anchored(&self.anchors, s, &mut cx, want, mac, hits);
         }
         Seen {

@@ -632,24 +632,23 @@ fn push_json_string(out: &mut String, s: &str) {
 }
 
 /// The redacted keys of one object: the names taken, and the next number to try per name.
+/// Allocated on the first renamed key, so objects without one pay nothing.
 #[derive(Default)]
-struct Renamed {
-    taken: BTreeSet<String>,
-    next: BTreeMap<String, usize>,
-}
+struct Renamed(Option<Box<(BTreeSet<String>, BTreeMap<String, usize>)>>);
 
 /// Two keys can redact to the same text (`[REDACTED:email]`); number the later ones so no
 /// value is lost to a duplicate key. Each name remembers where its numbering got to, so an
 /// object of many keys that all redact alike costs O(log n) per key, not O(n²).
 fn unique(name: String, renamed: &mut Renamed) -> String {
+    let (taken, next) = &mut **renamed.0.get_or_insert_with(Default::default);
     let mut candidate = name.clone();
-    let mut n = renamed.next.get(&name).copied().unwrap_or(2);
-    while renamed.taken.contains(&candidate) {
+    let mut n = next.get(&name).copied().unwrap_or(2);
+    while taken.contains(&candidate) {
         candidate = format!("{name}#{n}");
         n += 1;
     }
-    renamed.next.insert(name, n);
-    renamed.taken.insert(candidate.clone());
+    next.insert(name, n);
+    taken.insert(candidate.clone());
     candidate
 }
 

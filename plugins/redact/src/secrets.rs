@@ -208,9 +208,13 @@ impl SecretKeys {
     pub fn classify(&self, key: &str) -> (bool, bool) {
         let mut buf = [0u8; MAX_KEY];
         let n = normalise_into(key.as_bytes(), &mut buf);
-        if self.matches(&buf[..n])
-            || (!key.is_ascii()
-                && crate::normalize::normalised(key).is_some_and(|k| self.is_secret_bytes(k.as_bytes())))
+        if self.matches(&buf[..n]) {
+            return (true, false);
+        }
+        // Keys are nearly always ASCII; only others are normalised (full-width letters,
+        // zero-width characters).
+        if key.bytes().any(|b| b >= 0x80)
+            && crate::normalize::normalised(key).is_some_and(|k| self.is_secret_bytes(k.as_bytes()))
         {
             return (true, false);
         }

@@ -88,12 +88,20 @@ pub(super) fn run_at(s: &[u8], start: usize, cx: &mut Cx, want: Want, hits: &mut
     {
         return Some(e);
     }
+    // Only some run lengths start a shape: a date's 1–2 or 4 digits before a separator (or a
+    // year after a month name), 3–4 digits starting a group, 7–9 digits, or 5–14 after
+    // capitals. Most numbers (ports, counters, epoch seconds) stop here.
+    let n = end - start;
+    let capitals = start > 0 && s[start - 1].is_ascii_uppercase();
+    let sep = s.get(end).copied().unwrap_or(0);
     if want.dates
+        && !capitals
+        && (matches!(n, 1 | 2 | 4) && matches!(sep, b'-' | b'/' | b'.') || n == 4)
         && let Some(e) = date_at(s, start, end, cx, hits)
     {
         return Some(e);
     }
-    if want.ids {
+    if want.ids && (capitals || matches!(n, 3 | 4 | 7..=9)) {
         return id_at(s, start, end, cx, hits);
     }
     None

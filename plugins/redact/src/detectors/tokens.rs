@@ -439,7 +439,7 @@ impl Anchors {
 /// or digit), so only word starts are looked at, and the rest of each word is skipped with one
 /// class test per byte; the bigram table rules out nearly all word starts with one lookup.
 #[inline(never)]
-pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], cx: &mut Cx, want: Want, mac: bool, hits: &mut Vec<Hit>) {
+pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], cx: &mut Cx, want: Want, mac: u8, hits: &mut Vec<Hit>) {
     let n = s.len();
     let any_run = want.any();
     let mut i = 0;
@@ -452,7 +452,12 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], cx: &mut Cx, want: Want
         // `i` starts a word (or a run of dashes, for `-----BEGIN`). A word that starts with
         // a digit, or with one or two capitals and a digit, may be an identifier.
         if any_run {
-            let digit_at = if is_digit(b) {
+            // A run continuing a dashed, dotted or slashed token (`…-4061-b311`, `1.2.3`) starts
+            // no shape.
+            let continues = i >= 2 && matches!(s[i - 1], b'-' | b'.' | b'/' | b'+') && is_alnum(s[i - 2]);
+            let digit_at = if continues {
+                None
+            } else if is_digit(b) {
                 Some(i)
             } else if b.is_ascii_uppercase() {
                 match (s.get(i + 1), s.get(i + 2)) {
@@ -470,11 +475,11 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], cx: &mut Cx, want: Want
                 continue;
             }
         }
-        // `00:1a:…`, `00-1A-…`, `001a.2b3c.4d5e`.
-        if mac
+        // `00:1a:…`, `00-1A-…` (`mac & 1`), `001a.2b3c.4d5e` (`mac & 2`).
+        if mac != 0
             && is_hex(b)
-            && s.get(i + 1).is_some_and(|&c| is_hex(c))
-            && (matches!(s.get(i + 2), Some(b':' | b'-')) || s.get(i + 4) == Some(&b'.'))
+            && ((mac & 1 != 0 && matches!(s.get(i + 2), Some(b':' | b'-')))
+                || (mac & 2 != 0 && s.get(i + 4) == Some(&b'.')))
             && let Some(resume) = mac_at(s, i, hits)
         {
             i = resume;
@@ -521,7 +526,12 @@ fn base58_word(s: &[u8], start: usize, end: usize, hits: &mut Vec<Hit>) {
 #[inline(never)]
 fn anchored_at(anchors: &Anchors, group: u8, s: &[u8], i: usize, hits: &mut Vec<Hit>) -> Option<usize> {
     for &(prefix, anchor) in &anchors.groups[usize::from(group) - 1] {
-        if !s[i..].starts_with(prefix) {
+        // The bigram is known to match; compare the rest of the prefix byte by byte (a
+        // `memcmp` call costs more than these few bytes).
+        if !prefix
+            .get(2..)
+            .is_none_or(|rest| s.get(i + 2..i + prefix.len()).is_some_and(|t| t.iter().eq(rest)))
+        {
             continue;
         }
         let end = i + prefix.len();
