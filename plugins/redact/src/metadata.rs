@@ -634,7 +634,10 @@ fn push_json_string(out: &mut String, s: &str) {
 /// The redacted keys of one object: the names taken, and the next number to try per name.
 /// Allocated on the first renamed key, so objects without one pay nothing.
 #[derive(Default)]
-struct Renamed(Option<Box<(BTreeSet<String>, BTreeMap<String, usize>)>>);
+struct Renamed(Option<Box<Names>>);
+
+/// The names taken, and per name the next number to try.
+type Names = (BTreeSet<String>, BTreeMap<String, usize>);
 
 /// Two keys can redact to the same text (`[REDACTED:email]`); number the later ones so no
 /// value is lost to a duplicate key. Each name remembers where its numbering got to, so an

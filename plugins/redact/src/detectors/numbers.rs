@@ -435,13 +435,13 @@ fn parse_ipv6(s: &[u8], i: usize) -> Option<usize> {
     }
     let mut end = j;
     loop {
-        if (compressed && groups <= 5) || groups == 6 {
-            if let Some(e) = ipv4_at(s, j) {
-                groups += 2;
-                end = e;
-                ipv4 = true;
-                break;
-            }
+        if ((compressed && groups <= 5) || groups == 6)
+            && let Some(e) = ipv4_at(s, j)
+        {
+            groups += 2;
+            end = e;
+            ipv4 = true;
+            break;
         }
         // At most five hex digits are read: five already rule the group out, and reading a
         // long run to its end from every colon before it would be quadratic.
