@@ -1,13 +1,17 @@
 //! Pattern detectors: the named PII and secret formats, and the scanner that finds them in a
 //! string as byte spans. The matchers live in submodules by kind: [`numbers`] (SSNs, cards,
-//! phones, IP addresses), [`email`] and [`tokens`] (literal-prefixed secrets, JWTs, bearer
-//! credentials, private keys).
+//! phones, IP addresses), [`email`], [`tokens`] (literal-prefixed secrets, including the
+//! gitleaks rules ported as a data table, JWTs, bearer credentials, private keys, wallet
+//! addresses; and the word-start loop that also triggers the next module's checks), [`pii`]
+//! (IBANs, ITINs, routing, passport and driver's-licence numbers, dates of birth, MAC
+//! addresses, wallet checksums, URL credentials) and [`context`] (the context words that gate
+//! the weak ones). Names come from one list (`detectors!`), so they are a fixed, bounded set.
 //!
 //! Every detector is a small hand-written matcher rather than a regex. They run on every
 //! string of every event, in Wasm as well as natively, so each one is gated by a cheap
 //! prefilter: one pass over the bytes counts digits and notes which punctuation occurs, and
 //! the literal prefixes of the token formats (`AKIA`, `ghp_`, `eyJ`, `-----BEGIN`, …) are only
-//! looked for at word starts whose first two bytes begin some prefix. Hand-written loops also
+//! looked for at word starts whose first three bytes can begin some prefix. Hand-written loops also
 //! keep Wasm close to native speed: the SIMD that regex and Aho-Corasick searches use natively
 //! is not available to a wasm32 build, and the searches that skip ahead to the next digit step
 //! eight bytes at a time (`crate::swar`), since in Wasm every loop iteration also pays an

@@ -1,6 +1,10 @@
-//! Formats that start with a literal: vendor tokens (after gitleaks' rules), JWTs, bearer
-//! credentials and PEM private keys. Their prefixes are indexed by their first two bytes and
-//! only tried at word starts.
+//! Formats that start with a literal: vendor tokens (gitleaks' rules with a distinctive
+//! prefix, ported as rows of `TOKEN_RULES`: prefix, charset, length, further segments, entropy;
+//! see docs/REDACTION.md for the rule ids), JWTs, bearer credentials, PEM private keys and
+//! wallet addresses. Their prefixes are indexed by their first two bytes (and a set of allowed
+//! third bytes) once at init and only tried at word starts. The same word-start loop hands
+//! words that start with a digit or capitals to `pii::run_at` and hex words to `pii::mac_at`,
+//! so those detectors walk no string of their own.
 
 use super::pii::{Want, mac_at, run_at};
 use super::{Cx, Detector, Hit, is_alnum, is_digit, is_hex};
