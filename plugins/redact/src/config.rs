@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 
 use crate::actions::Action;
 use crate::detectors::Detector;
-use crate::secrets::{DEFAULT_SECRET_KEYS, SecretKeys};
+use crate::detectors::context::{DEFAULT_WINDOW, GATED};
+use crate::secrets::{DEFAULT_GENERIC_ENTROPY, DEFAULT_GENERIC_KEYS, DEFAULT_SECRET_KEYS, Generic, SecretKeys};
 
 /// Typed fields scanned by default: the free-text and identity fields. `decision`,
 /// `actor.type`, `request_id` and `correlation_id` are enums and IDs, where a detector can
@@ -36,6 +37,10 @@ const KEYS: &[&str] = &[
     "allow_fields",
     "deny_fields",
     "hash_key",
+    "context_words",
+    "context_window",
+    "generic_secret_keys",
+    "generic_secret_entropy",
 ];
 
 /// A rule for one field path.
@@ -62,6 +67,22 @@ pub struct Settings {
     /// Typed fields scanned with the detectors.
     pub scan_fields: Vec<&'static str>,
     pub hash_key: Option<String>,
+    /// Context words replacing a weak detector's defaults.
+    pub context_words: Vec<(Detector, Vec<String>)>,
+    /// Characters on each side of a candidate searched for context words.
+    pub context_window: usize,
+    /// Key words of `generic_secret`.
+    pub generic_keys: Vec<String>,
+    /// Entropy threshold of `generic_secret`, in bits per character.
+    pub generic_entropy: f64,
+}
+
+impl Settings {
+    /// `generic_secret`'s settings, if it is enabled.
+    pub fn generic(&self) -> Option<Generic> {
+        (self.detectors.contains(&Detector::GenericSecret) && !self.generic_keys.is_empty())
+            .then(|| Generic::new(&self.generic_keys, self.generic_entropy))
+    }
 }
 
 /// Parse and check the stage config.
@@ -201,6 +222,49 @@ pub fn parse(config: &Value) -> Result<Settings, String> {
         }
     }
 
+    let mut context_words = Vec::new();
+    if let Some(v) = obj.get("context_words") {
+        for (name, list) in table(v, "context_words")? {
+            let key = format!("context_words.{name}");
+            let d = detector(name, &key)?;
+            if !GATED.contains(&d) {
+                let gated: Vec<&str> = GATED.iter().map(|d| d.name()).collect();
+                return Err(format!(
+                    "{key}: {name:?} takes no context words; these do: {}",
+                    gated.join(", ")
+                ));
+            }
+            let words = strings(list, &key)?;
+            if words.len() > 1000 {
+                return Err(format!("{key}: at most 1000 context words per detector"));
+            }
+            if let Some(i) = words.iter().position(|w| w.trim().is_empty() || w.len() > 64) {
+                return Err(format!(
+                    "{key}[{i}]: a context word must be 1 to 64 bytes and not blank"
+                ));
+            }
+            context_words.push((d, words));
+        }
+    }
+    let context_window = match obj.get("context_window") {
+        None => DEFAULT_WINDOW,
+        Some(v) => match v.as_u64() {
+            Some(n @ 1..=1000) => n as usize,
+            _ => return Err("context_window: expected a whole number of characters from 1 to 1000".to_owned()),
+        },
+    };
+    let generic_keys = match obj.get("generic_secret_keys") {
+        None => DEFAULT_GENERIC_KEYS.iter().map(|s| s.to_string()).collect(),
+        Some(v) => secret_key_list(v, "generic_secret_keys")?,
+    };
+    let generic_entropy = match obj.get("generic_secret_entropy") {
+        None => DEFAULT_GENERIC_ENTROPY,
+        Some(v) => match v.as_f64() {
+            Some(e) if (0.0..=8.0).contains(&e) => e,
+            _ => return Err("generic_secret_entropy: expected a number of bits from 0 to 8".to_owned()),
+        },
+    };
+
     Ok(Settings {
         detectors,
         actions,
@@ -208,6 +272,10 @@ pub fn parse(config: &Value) -> Result<Settings, String> {
         fields,
         scan_fields,
         hash_key,
+        context_words,
+        context_window,
+        generic_keys,
+        generic_entropy,
     })
 }
 

@@ -1,13 +1,17 @@
 //! Pattern detectors: the named PII and secret formats, and the scanner that finds them in a
 //! string as byte spans. The matchers live in submodules by kind: [`numbers`] (SSNs, cards,
-//! phones, IP addresses), [`email`] and [`tokens`] (literal-prefixed secrets, JWTs, bearer
-//! credentials, private keys).
+//! phones, IP addresses), [`email`], [`tokens`] (literal-prefixed secrets, including the
+//! gitleaks rules ported as a data table, JWTs, bearer credentials, private keys, wallet
+//! addresses; and the word-start loop that also triggers the next module's checks), [`pii`]
+//! (IBANs, ITINs, routing, passport and driver's-licence numbers, dates of birth, MAC
+//! addresses, wallet checksums, URL credentials) and [`context`] (the context words that gate
+//! the weak ones). Names come from one list (`detectors!`), so they are a fixed, bounded set.
 //!
 //! Every detector is a small hand-written matcher rather than a regex. They run on every
 //! string of every event, in Wasm as well as natively, so each one is gated by a cheap
 //! prefilter: one pass over the bytes counts digits and notes which punctuation occurs, and
 //! the literal prefixes of the token formats (`AKIA`, `ghp_`, `eyJ`, `-----BEGIN`, …) are only
-//! looked for at word starts whose first two bytes begin some prefix. Hand-written loops also
+//! looked for at word starts whose first three bytes can begin some prefix. Hand-written loops also
 //! keep Wasm close to native speed: the SIMD that regex and Aho-Corasick searches use natively
 //! is not available to a wasm32 build, and the searches that skip ahead to the next digit step
 //! eight bytes at a time (`crate::swar`), since in Wasm every loop iteration also pays an
@@ -15,114 +19,131 @@
 //! all of them compiled slightly worse under Cranelift, and separate functions show up by name
 //! in profiles.
 
+pub mod context;
 mod email;
 mod numbers;
+mod pii;
 mod tokens;
 
+use context::Context;
+pub use context::Found;
 use tokens::Anchors;
 
-/// A named detector. The order is the tie-break when two detectors claim the same span: the
-/// more specific format comes first, so `token=ghp_…` is labelled `github_token`, not `secret`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Detector {
-    PrivateKey,
-    Jwt,
-    AwsAccessKey,
-    GithubToken,
-    GitlabToken,
-    SlackWebhook,
-    SlackToken,
-    StripeKey,
-    GoogleApiKey,
-    AnthropicKey,
-    OpenaiKey,
-    TwilioKey,
-    SendgridKey,
-    NpmToken,
-    AzureStorageKey,
-    HuggingfaceToken,
-    PypiToken,
-    ShopifyToken,
-    DigitaloceanToken,
-    Bearer,
-    Email,
-    CreditCard,
-    Ssn,
-    Phone,
-    Ipv4,
-    Ipv6,
-    /// A value found by its key name (`password=…`, `"token": …`), not by its format. Not in
-    /// [`Detector::ALL`]: it is configured through `secret_keys`, not `detectors`.
-    Secret,
+/// Declares [`Detector`], its config names and [`Detector::ALL`] from one list, so a name
+/// cannot be missing from one of them.
+macro_rules! detectors {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// A named detector. The order is the tie-break when two detectors claim the same
+        /// span: the more specific format comes first, so `token=ghp_…` is labelled
+        /// `github_token`, not `secret`. Names are stable: they appear in configs, in
+        /// `[REDACTED:<name>]` and in docs/REDACTION.md.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[repr(u8)]
+        pub enum Detector {
+            $($(#[$doc])* $variant,)*
+            /// A value found by its key name (`password=…`, `"token": …`), not by its
+            /// format. Not in [`Detector::ALL`]: it is configured through `secret_keys`, not
+            /// `detectors`.
+            Secret,
+        }
+
+        impl Detector {
+            /// The pattern detectors, i.e. the names `detectors` and `actions` accept.
+            pub const ALL: [Detector; Detector::COUNT - 1] = [$(Detector::$variant,)*];
+
+            /// The config name, also the label in `[REDACTED:<name>]`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Detector::$variant => $name,)*
+                    Detector::Secret => "secret",
+                }
+            }
+        }
+    };
+}
+
+detectors! {
+    PrivateKey => "private_key",
+    Jwt => "jwt",
+    AwsAccessKey => "aws_access_key",
+    GithubToken => "github_token",
+    GitlabToken => "gitlab_token",
+    SlackWebhook => "slack_webhook",
+    SlackToken => "slack_token",
+    StripeKey => "stripe_key",
+    GoogleApiKey => "google_api_key",
+    AnthropicKey => "anthropic_key",
+    OpenaiKey => "openai_key",
+    TwilioKey => "twilio_key",
+    SendgridKey => "sendgrid_key",
+    NpmToken => "npm_token",
+    AzureStorageKey => "azure_storage_key",
+    HuggingfaceToken => "huggingface_token",
+    PypiToken => "pypi_token",
+    ShopifyToken => "shopify_token",
+    DigitaloceanToken => "digitalocean_token",
+    OnepasswordToken => "onepassword_token",
+    AdobeClientSecret => "adobe_client_secret",
+    AgeSecretKey => "age_secret_key",
+    AlibabaAccessKey => "alibaba_access_key",
+    ArtifactoryToken => "artifactory_token",
+    AwsBedrockKey => "aws_bedrock_key",
+    ClickhouseKey => "clickhouse_key",
+    ClojarsToken => "clojars_token",
+    CloudflareOriginCaKey => "cloudflare_origin_ca_key",
+    DatabricksToken => "databricks_token",
+    DopplerToken => "doppler_token",
+    DuffelToken => "duffel_token",
+    DynatraceToken => "dynatrace_token",
+    EasypostToken => "easypost_token",
+    FacebookToken => "facebook_token",
+    FlutterwaveKey => "flutterwave_key",
+    FlyioToken => "flyio_token",
+    FrameioToken => "frameio_token",
+    GrafanaToken => "grafana_token",
+    HarnessToken => "harness_token",
+    HerokuKey => "heroku_key",
+    InfracostToken => "infracost_token",
+    LinearKey => "linear_key",
+    NotionToken => "notion_token",
+    OpenshiftToken => "openshift_token",
+    PerplexityKey => "perplexity_key",
+    PlanetscaleToken => "planetscale_token",
+    PostmanKey => "postman_key",
+    PrefectToken => "prefect_token",
+    PulumiToken => "pulumi_token",
+    ReadmeToken => "readme_token",
+    RubygemsToken => "rubygems_token",
+    ScalingoToken => "scalingo_token",
+    SendinblueKey => "sendinblue_key",
+    SentryToken => "sentry_token",
+    SettlemintToken => "settlemint_token",
+    ShippoToken => "shippo_token",
+    SourcegraphToken => "sourcegraph_token",
+    SquareToken => "square_token",
+    VaultToken => "vault_token",
+    Bearer => "bearer",
+    UrlCredentials => "url_credentials",
+    Email => "email",
+    CreditCard => "credit_card",
+    Iban => "iban",
+    Ssn => "ssn",
+    UsItin => "us_itin",
+    UsBankRouting => "us_bank_routing",
+    UsPassport => "us_passport",
+    UsDriverLicense => "us_driver_license",
+    CryptoWallet => "crypto_wallet",
+    Phone => "phone",
+    Ipv4 => "ipv4",
+    Ipv6 => "ipv6",
+    MacAddress => "mac_address",
+    DateOfBirth => "date_of_birth",
+    GenericSecret => "generic_secret",
 }
 
 impl Detector {
     /// Number of detectors including [`Detector::Secret`]; sizes per-detector tables.
     pub const COUNT: usize = Detector::Secret as usize + 1;
-
-    /// The pattern detectors, i.e. the names `detectors` and `actions` accept.
-    pub const ALL: [Detector; Detector::COUNT - 1] = [
-        Detector::PrivateKey,
-        Detector::Jwt,
-        Detector::AwsAccessKey,
-        Detector::GithubToken,
-        Detector::GitlabToken,
-        Detector::SlackWebhook,
-        Detector::SlackToken,
-        Detector::StripeKey,
-        Detector::GoogleApiKey,
-        Detector::AnthropicKey,
-        Detector::OpenaiKey,
-        Detector::TwilioKey,
-        Detector::SendgridKey,
-        Detector::NpmToken,
-        Detector::AzureStorageKey,
-        Detector::HuggingfaceToken,
-        Detector::PypiToken,
-        Detector::ShopifyToken,
-        Detector::DigitaloceanToken,
-        Detector::Bearer,
-        Detector::Email,
-        Detector::CreditCard,
-        Detector::Ssn,
-        Detector::Phone,
-        Detector::Ipv4,
-        Detector::Ipv6,
-    ];
-
-    /// The config name, also the label in `[REDACTED:<name>]`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Detector::PrivateKey => "private_key",
-            Detector::Jwt => "jwt",
-            Detector::AwsAccessKey => "aws_access_key",
-            Detector::GithubToken => "github_token",
-            Detector::GitlabToken => "gitlab_token",
-            Detector::SlackWebhook => "slack_webhook",
-            Detector::SlackToken => "slack_token",
-            Detector::StripeKey => "stripe_key",
-            Detector::GoogleApiKey => "google_api_key",
-            Detector::AnthropicKey => "anthropic_key",
-            Detector::OpenaiKey => "openai_key",
-            Detector::TwilioKey => "twilio_key",
-            Detector::SendgridKey => "sendgrid_key",
-            Detector::NpmToken => "npm_token",
-            Detector::AzureStorageKey => "azure_storage_key",
-            Detector::HuggingfaceToken => "huggingface_token",
-            Detector::PypiToken => "pypi_token",
-            Detector::ShopifyToken => "shopify_token",
-            Detector::DigitaloceanToken => "digitalocean_token",
-            Detector::Bearer => "bearer",
-            Detector::Email => "email",
-            Detector::CreditCard => "credit_card",
-            Detector::Ssn => "ssn",
-            Detector::Phone => "phone",
-            Detector::Ipv4 => "ipv4",
-            Detector::Ipv6 => "ipv6",
-            Detector::Secret => "secret",
-        }
-    }
 
     /// The pattern detector called `name`.
     pub fn from_name(name: &str) -> Option<Detector> {
@@ -189,17 +210,98 @@ fn is_word(b: u8) -> bool {
 pub struct Detectors {
     enabled: [bool; Detector::COUNT],
     anchors: Anchors,
+    context: Context,
+    /// Whether any of the weak identifiers found from digit runs is enabled.
+    ids: bool,
+}
+
+/// Where a string sits: the raw text of the key of the JSON entry holding it and of that
+/// entry's parent key (both empty outside metadata), and whether the text is the value of a
+/// key that is secret-ish for `generic_secret`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Within<'a> {
+    /// The metadata text the spans below are in.
+    pub src: &'a str,
+    /// The raw key (between its quotes) and its parent's, as byte ranges of `src`.
+    pub key: (usize, usize),
+    pub parent: (usize, usize),
+    pub generic: bool,
+}
+
+impl Within<'_> {
+    /// The keys' last 64 bytes at most: a long key costs no more. Only read when a weak
+    /// candidate needs its context, so strings without one pay nothing for it.
+    fn keys(&self) -> [&str; 2] {
+        fn tail(src: &str, (a, b): (usize, usize)) -> &str {
+            let mut from = a.max(b.saturating_sub(64));
+            while from < b && !src.is_char_boundary(from) {
+                from += 1;
+            }
+            src.get(from..b).unwrap_or("")
+        }
+        [tail(self.src, self.key), tail(self.src, self.parent)]
+    }
+}
+
+/// What the scanners of one string share: the enabled detectors, the text, where it sits,
+/// and the context words found so far.
+pub(crate) struct Cx<'a> {
+    detectors: &'a Detectors,
+    s: &'a [u8],
+    within: Within<'a>,
+    found: &'a mut Found,
+}
+
+impl Cx<'_> {
+    fn on(&self, d: Detector) -> bool {
+        self.detectors.on(d)
+    }
+
+    /// Whether a context word of `d` is near `s[start..end]` (or in the key).
+    fn near(&mut self, d: Detector, start: usize, end: usize) -> bool {
+        let keys = self.within.keys();
+        self.detectors.context.near(d, self.s, keys, start, end, self.found)
+    }
 }
 
 impl Detectors {
+    /// The detectors in `enabled_list` with the default context words and window.
+    #[cfg(test)]
     pub fn new(enabled_list: &[Detector]) -> Detectors {
+        Detectors::with_context(enabled_list, &[], context::DEFAULT_WINDOW)
+    }
+
+    /// The detectors in `enabled_list`; `words` replaces the default context words of the
+    /// detectors it names; `window` is in characters.
+    pub fn with_context(enabled_list: &[Detector], words: &[(Detector, Vec<String>)], window: usize) -> Detectors {
         let mut enabled = [false; Detector::COUNT];
         for &d in enabled_list {
             enabled[d as usize] = true;
         }
+        let defaults: Vec<(Detector, Vec<String>)> = context::GATED
+            .iter()
+            .map(|&d| (d, context::default_words(d).iter().map(|w| w.to_string()).collect()))
+            .collect();
+        let list = |d: Detector| -> &[String] {
+            if !enabled[d as usize] {
+                return &[];
+            }
+            words
+                .iter()
+                .chain(&defaults)
+                .find(|(x, _)| *x == d)
+                .map_or(&[], |(_, w)| w.as_slice())
+        };
+        let context = Context::new(list, window);
+        use Detector::*;
+        let ids = [Ssn, UsItin, UsBankRouting, UsPassport, UsDriverLicense]
+            .iter()
+            .any(|&d| enabled[d as usize]);
         Detectors {
             enabled,
             anchors: Anchors::new(&enabled),
+            context,
+            ids,
         }
     }
 
@@ -207,37 +309,79 @@ impl Detectors {
         self.enabled[d as usize]
     }
 
-    /// Append every finding in `text` to `hits` (unsorted, possibly overlapping). Returns
-    /// whether `text` holds a `=` or `:`, without which it cannot hold a `key=value` secret
-    /// ([`crate::secrets::SecretKeys::scan_pairs`] can then be skipped).
-    pub fn scan(&self, text: &str, hits: &mut Vec<Hit>) -> bool {
+    /// Append every finding in `text` to `hits` (unsorted, possibly overlapping). `within`
+    /// says where the text sits (the keys are context for context words); `found` is a
+    /// buffer for the context words. Returns what the prefilter saw that other passes can use.
+    pub fn scan(&self, text: &str, within: Within, hits: &mut Vec<Hit>, found: &mut Found) -> Seen {
+        use Detector::*;
         let s = text.as_bytes();
         let summary = Summary::of(s);
-        if summary.at && self.on(Detector::Email) {
+        found.reset();
+        let mut cx = Cx {
+            detectors: self,
+            s,
+            within,
+            found,
+        };
+        if summary.at && self.on(Email) {
             email::scan_email(s, hits);
         }
-        if summary.digits >= 9 && summary.dash && self.on(Detector::Ssn) {
-            numbers::scan_ssn(s, hits);
+        if summary.at && summary.colon && self.on(UrlCredentials) {
+            pii::scan_url_credentials(s, hits);
         }
-        if summary.digits >= 13 && self.on(Detector::CreditCard) {
+        if summary.digits >= 9 && summary.dash && (self.on(Ssn) || self.on(UsItin)) {
+            numbers::scan_ssn(s, &cx, hits);
+        }
+        if summary.digits >= 13 && self.on(CreditCard) {
             numbers::scan_cards(s, hits);
         }
-        if summary.digits >= 8 && self.on(Detector::Phone) {
-            numbers::scan_phones(s, hits);
+        if summary.digits >= 8 && self.on(Phone) {
+            numbers::scan_phones(s, &mut cx, hits);
         }
         // An address has three dots; most strings with digits and a dot (versions, decimals,
         // host names) have fewer, and counting is cheaper than the scan.
-        if summary.digits >= 4 && summary.dot && self.on(Detector::Ipv4) && has_three(s, b'.') {
+        if summary.digits >= 4 && summary.dot && self.on(Ipv4) && has_three(s, b'.') {
             numbers::scan_ipv4(s, hits);
         }
-        if summary.colon && self.on(Detector::Ipv6) {
+        if summary.colon && self.on(Ipv6) {
             numbers::scan_ipv6(s, hits);
         }
-        if !self.anchors.is_empty() {
-            tokens::scan_anchored(&self.anchors, s, hits);
+        // Identifiers found from digit runs, checked at word starts by the anchored scan.
+        // Every shape of these has five digits at least (`D12345`, `1 Apr 1990`).
+        let want = pii::Want {
+            ids: summary.digits >= 5 && self.ids,
+            dates: summary.digits >= 5 && self.on(DateOfBirth),
+            iban: summary.digits >= 10 && self.on(Iban),
+        };
+        // MAC addresses too: six hex pairs joined by five `:` or `-` (bit 1), or three quads
+        // joined by two `.` (bit 2).
+        let mut mac = 0;
+        if s.len() >= 14 && self.on(MacAddress) {
+            if summary.colon || summary.dash {
+                mac |= 1;
+            }
+            if summary.dot {
+                mac |= 2;
+            }
         }
-        summary.colon || summary.equals
+        if !self.anchors.is_empty() || want.any() || mac != 0 {
+            tokens::scan_anchored(&self.anchors, s, &mut cx, want, mac, hits);
+        }
+        Seen {
+            pairs: summary.colon || summary.equals,
+            non_ascii: summary.non_ascii,
+        }
     }
+}
+
+/// What [`Detectors::scan`]'s prefilter saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    /// A `=` or `:`, without which the string cannot hold a `key=value` secret
+    /// ([`crate::secrets::SecretKeys::scan_pairs`] can then be skipped).
+    pub pairs: bool,
+    /// A non-ASCII byte, without which the normalised view is the string itself.
+    pub non_ascii: bool,
 }
 
 /// Whether `byte` occurs at least three times in `s`.
@@ -253,6 +397,7 @@ struct Summary {
     dot: bool,
     colon: bool,
     equals: bool,
+    non_ascii: bool,
 }
 
 impl Summary {
@@ -264,6 +409,7 @@ impl Summary {
         const DOT: u8 = 8;
         const COLON: u8 = 16;
         const EQUALS: u8 = 32;
+        const NON_ASCII: u8 = 64;
         const FLAGS: [u8; 256] = {
             let mut t = [0u8; 256];
             let mut d = b'0';
@@ -278,6 +424,11 @@ impl Summary {
             t[b'.' as usize] = DOT;
             t[b':' as usize] = COLON;
             t[b'=' as usize] = EQUALS;
+            let mut b = 0x80;
+            while b < 256 {
+                t[b] = NON_ASCII;
+                b += 1;
+            }
             t
         };
         let mut digits = 0;
@@ -294,6 +445,7 @@ impl Summary {
             dot: flags & DOT != 0,
             colon: flags & COLON != 0,
             equals: flags & EQUALS != 0,
+            non_ascii: flags & NON_ASCII != 0,
         }
     }
 }
@@ -311,7 +463,7 @@ pub(crate) mod testing {
     /// The `(detector name, matched text)` pairs found in `text`, in order.
     pub fn find(text: &str) -> Vec<(&'static str, String)> {
         let mut hits = Vec::new();
-        all().scan(text, &mut hits);
+        all().scan(text, Within::default(), &mut hits, &mut Found::default());
         hits.sort_by_key(|h| (h.start, h.detector));
         hits.iter()
             .map(|h| (h.detector.name(), text[h.start..h.end].to_owned()))
@@ -365,7 +517,7 @@ mod tests {
             "latency 1762000000",
             "build 10.0.19045",
             "std::fmt::Display",
-            "12:30:45 and 00:1a:2b:3c:4d:5e",
+            "12:30:45 and 1.2.3",
             "Bearer authentication is required",
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
             "task-1234567890",
@@ -381,7 +533,9 @@ mod tests {
         let mut hits = Vec::new();
         only_email.scan(
             "bob@example.com 391-55-0476 AKIAK0QIA9CN3K6CYMWG 203.0.173.44",
+            Within::default(),
             &mut hits,
+            &mut Found::default(),
         );
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].detector, Detector::Email);

@@ -5,13 +5,15 @@
 //! Wasm `transform` stage. The pieces live in their own modules: `config` (parsing and
 //! checking the stage config), `detectors` (the pattern detectors), `secrets` (secrets found
 //! by key name), `actions` (mask, hash, drop), `metadata` (the pass over the metadata JSON),
-//! `scratch` (buffers reused across a batch) and `swar` (word-at-a-time byte searches). See
-//! README.md for the config reference.
+//! `normalize` (detection on an NFKC, zero-width-free view of the text), `scratch` (buffers
+//! reused across a batch) and `swar` (word-at-a-time byte searches). See README.md for the
+//! config reference.
 
 mod actions;
 mod config;
 mod detectors;
 mod metadata;
+mod normalize;
 mod scratch;
 mod secrets;
 mod swar;
@@ -20,7 +22,7 @@ use auditflow_sdk::{Config, Event, Outcome, Transform, fields};
 
 use crate::actions::{Action, Hasher, Rewrite};
 use crate::config::FieldRule;
-use crate::detectors::{Detector, Detectors};
+use crate::detectors::{Detector, Detectors, Within};
 use crate::metadata::MetaRules;
 use crate::scratch::Scratch;
 use crate::secrets::SecretKeys;
@@ -62,8 +64,8 @@ impl Redactor {
             })
             .collect();
         Ok(Redactor {
-            detectors: Detectors::new(&settings.detectors),
-            secrets: SecretKeys::new(&settings.secret_keys),
+            detectors: Detectors::with_context(&settings.detectors, &settings.context_words, settings.context_window),
+            secrets: SecretKeys::new(&settings.secret_keys).with_generic(settings.generic()),
             actions: settings.actions,
             hasher: Hasher::new(settings.hash_key.as_deref()),
             typed,
@@ -84,7 +86,7 @@ impl Redactor {
                 continue;
             };
             let rewrite = match plan {
-                TypedPlan::Scan => self.rewrite_text(value, scratch),
+                TypedPlan::Scan => self.rewrite_text(value, Within::default(), scratch),
                 TypedPlan::Whole(action) => actions::whole(action, "field", value, &self.hasher),
             };
             match rewrite {
@@ -115,17 +117,22 @@ impl Redactor {
             .collect()
     }
 
-    /// Find everything in `text`, into `scratch.hits`.
-    fn find(&self, text: &str, scratch: &mut Scratch) {
-        scratch.hits.clear();
-        if self.detectors.scan(text, &mut scratch.hits) {
-            self.secrets.scan_pairs(text, &mut scratch.hits);
-        }
+    /// Find everything in `text`, into `scratch.hits`; `within` says where it sits.
+    fn find(&self, text: &str, within: Within, scratch: &mut Scratch) {
+        normalize::find(
+            &self.detectors,
+            &self.secrets,
+            text,
+            within,
+            &mut scratch.hits,
+            &mut scratch.view,
+            &mut scratch.found,
+        );
     }
 
     /// Find everything in `text` and rewrite it.
-    fn rewrite_text(&self, text: &str, scratch: &mut Scratch) -> Rewrite {
-        self.find(text, scratch);
+    fn rewrite_text(&self, text: &str, within: Within, scratch: &mut Scratch) -> Rewrite {
+        self.find(text, within, scratch);
         actions::rewrite(text, &mut scratch.hits, &self.actions, &self.hasher)
     }
 }

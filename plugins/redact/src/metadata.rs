@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::Redactor;
 use crate::actions::{self, Action, Rewrite};
 use crate::config::FieldRule;
-use crate::detectors::Detector;
+use crate::detectors::{Detector, Within};
 use crate::scratch::Scratch;
 
 /// The field rules that apply inside metadata, keyed by full path (`metadata.args.body`).
@@ -68,6 +68,9 @@ pub fn redact(r: &Redactor, text: &str, scratch: &mut Scratch) -> Result<Option<
         sc: scratch,
         track,
         path: String::new(),
+        key: (0, 0),
+        parent: (0, 0),
+        generic: false,
     };
     if track {
         pass.path.push_str("metadata");
@@ -137,6 +140,12 @@ struct Pass<'a, 'h> {
     /// Whether any metadata rule exists; without one the path is not built at all.
     track: bool,
     path: String,
+    /// The raw text (between the quotes) of the key whose value is being read, and of its
+    /// parent's key: the context of the detectors' context words.
+    key: (usize, usize),
+    parent: (usize, usize),
+    /// Whether that key is secret-ish for `generic_secret`.
+    generic: bool,
 }
 
 impl<'a> Pass<'a, '_> {
@@ -198,7 +207,7 @@ impl<'a> Pass<'a, '_> {
         // before it, so the object stays valid JSON.
         let mut last_kept_end = after_brace;
         let mut trailing_run: Option<usize> = None;
-        let mut renamed: Vec<String> = Vec::new();
+        let mut renamed = Renamed::default();
         loop {
             if self.peek() != Some(b'"') {
                 return Err(self.error("expected a string key"));
@@ -240,7 +249,7 @@ impl<'a> Pass<'a, '_> {
     }
 
     /// One `"key": value` entry; returns whether it is to be dropped.
-    fn entry(&mut self, mode: Mode, renamed: &mut Vec<String>) -> Result<bool, String> {
+    fn entry(&mut self, mode: Mode, renamed: &mut Renamed) -> Result<bool, String> {
         let key_start = self.pos;
         let key = self.string(mode != Mode::Skip || self.track)?;
         let key_end = self.pos;
@@ -255,7 +264,9 @@ impl<'a> Pass<'a, '_> {
             self.path.push('.');
             self.path.push_str(&key);
         }
+        let saved = (self.key, self.parent, self.generic);
         let dropped = self.entry_value(mode, &key, key_start, key_end, renamed);
+        (self.key, self.parent, self.generic) = saved;
         self.path.truncate(mark);
         dropped
     }
@@ -266,7 +277,7 @@ impl<'a> Pass<'a, '_> {
         key: &str,
         key_start: usize,
         key_end: usize,
-        renamed: &mut Vec<String>,
+        renamed: &mut Renamed,
     ) -> Result<bool, String> {
         let mut mode = mode;
         if self.track && mode != Mode::Skip {
@@ -284,8 +295,14 @@ impl<'a> Pass<'a, '_> {
         if mode != Mode::Scan {
             return Ok(matches!(self.value(mode)?, Fate::Drop));
         }
-        // Keys can hold PII too (maps keyed by email address).
-        match self.r.rewrite_text(key, self.sc) {
+        // Keys can hold PII too (maps keyed by email address); their context is the parent.
+        let within = Within {
+            src: self.src,
+            key: self.key,
+            parent: (0, 0),
+            generic: false,
+        };
+        match self.r.rewrite_text(key, within, self.sc) {
             Rewrite::Unchanged => {}
             Rewrite::Changed(new) => {
                 let from = self.sc.buf.len();
@@ -302,10 +319,14 @@ impl<'a> Pass<'a, '_> {
                 return Ok(true);
             }
         }
-        if self.r.secrets.is_secret(key) {
+        let (secret, generic) = self.r.secrets.classify(key);
+        if secret {
             let action = self.r.actions[Detector::Secret as usize];
             return self.replace_value(action, Detector::Secret.name(), true);
         }
+        self.parent = self.key;
+        self.key = (key_start + 1, key_end - 1);
+        self.generic = generic;
         Ok(matches!(self.value(Mode::Scan)?, Fate::Drop))
     }
 
@@ -431,7 +452,13 @@ impl<'a> Pass<'a, '_> {
     /// Run the detectors over `text`, the decoded value of the token `src[start..pos]`, and
     /// write the redacted string straight into the replacement buffer.
     fn rewrite(&mut self, start: usize, text: &str) -> Fate {
-        self.r.find(text, self.sc);
+        let within = Within {
+            src: self.src,
+            key: self.key,
+            parent: self.parent,
+            generic: self.generic,
+        };
+        self.r.find(text, within, self.sc);
         if self.sc.hits.is_empty() {
             return Fate::Keep;
         }
@@ -604,16 +631,27 @@ fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// The redacted keys of one object: the names taken, and the next number to try per name.
+/// Allocated on the first renamed key, so objects without one pay nothing.
+#[derive(Default)]
+struct Renamed(Option<Box<Names>>);
+
+/// The names taken, and per name the next number to try.
+type Names = (BTreeSet<String>, BTreeMap<String, usize>);
+
 /// Two keys can redact to the same text (`[REDACTED:email]`); number the later ones so no
-/// value is lost to a duplicate key.
-fn unique(name: String, taken: &mut Vec<String>) -> String {
+/// value is lost to a duplicate key. Each name remembers where its numbering got to, so an
+/// object of many keys that all redact alike costs O(log n) per key, not O(n²).
+fn unique(name: String, renamed: &mut Renamed) -> String {
+    let (taken, next) = &mut **renamed.0.get_or_insert_with(Default::default);
     let mut candidate = name.clone();
-    let mut n = 2;
+    let mut n = next.get(&name).copied().unwrap_or(2);
     while taken.contains(&candidate) {
         candidate = format!("{name}#{n}");
         n += 1;
     }
-    taken.push(candidate.clone());
+    next.insert(name, n);
+    taken.insert(candidate.clone());
     candidate
 }
 

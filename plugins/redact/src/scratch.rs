@@ -1,8 +1,9 @@
 //! Per-batch working memory: buffers reused from one string and event to the next, so that
 //! steady-state redaction does not allocate for its bookkeeping.
 
-use crate::detectors::Hit;
+use crate::detectors::{Found, Hit};
 use crate::metadata::Edit;
+use crate::normalize::View;
 
 #[derive(Default)]
 pub struct Scratch {
@@ -10,4 +11,8 @@ pub struct Scratch {
     pub edits: Vec<Edit>,
     /// Replacement text of the metadata edits, written once, already as JSON.
     pub buf: String,
+    /// The normalised view of the current string, when it has one.
+    pub view: View,
+    /// The context words found in the current string.
+    pub found: Found,
 }

@@ -43,6 +43,84 @@ fn normalise_into(key: &[u8], out: &mut [u8; MAX_KEY]) -> usize {
     n
 }
 
+/// The gitleaks `generic-api-key` keywords (config/gitleaks.toml): a key containing one of
+/// them marks its value as a secret if the value looks random enough (`generic_secret`).
+pub const DEFAULT_GENERIC_KEYS: &[&str] = &[
+    "access",
+    "api",
+    "auth",
+    "credential",
+    "creds",
+    "key",
+    "passwd",
+    "password",
+    "secret",
+    "token",
+];
+
+/// The gitleaks `generic-api-key` entropy threshold, in bits per character.
+pub const DEFAULT_GENERIC_ENTROPY: f64 = 3.5;
+
+/// `generic_secret`: high-entropy values next to secret-ish keys.
+pub struct Generic {
+    keys: SecretKeys,
+    entropy: f64,
+}
+
+impl Generic {
+    pub fn new(keys: &[String], entropy: f64) -> Generic {
+        Generic {
+            keys: SecretKeys::new(keys),
+            entropy,
+        }
+    }
+
+    /// Whether `value`, under a key that matched, looks like a generated secret: 10–150 bytes
+    /// of `[A-Za-z0-9_.=+/-]` with a letter and a digit, entropy over the threshold, and not
+    /// a UUID or a bare hex digest (request ids, commit and content hashes are not secrets).
+    fn value(&self, v: &[u8]) -> bool {
+        if !(10..=150).contains(&v.len())
+            || !v
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'=' | b'+' | b'/' | b'-'))
+            || !v.iter().any(|b| b.is_ascii_digit())
+            || !v.iter().any(|b| b.is_ascii_alphabetic())
+        {
+            return false;
+        }
+        let hex = |b: &u8| b.is_ascii_hexdigit();
+        let uuid = v.len() == 36
+            && v.iter().enumerate().all(|(i, b)| {
+                if matches!(i, 8 | 13 | 18 | 23) {
+                    *b == b'-'
+                } else {
+                    hex(b)
+                }
+            });
+        if uuid || v.iter().all(hex) {
+            return false;
+        }
+        entropy(v) >= self.entropy
+    }
+}
+
+/// Shannon entropy of `s` in bits per byte.
+fn entropy(s: &[u8]) -> f64 {
+    let mut counts = [0u32; 256];
+    for &b in s {
+        counts[usize::from(b)] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
 /// The configured secret key names.
 pub struct SecretKeys {
     /// Normalised, deduplicated entries; empty when key-name detection is off.
@@ -52,6 +130,10 @@ pub struct SecretKeys {
     starts: Box<[u64; 1024]>,
     /// Entries of a single byte.
     singles: [bool; 256],
+    /// For each first byte, the range of `entries` (sorted) that start with it.
+    by_first: Box<[(usize, usize); 256]>,
+    /// `generic_secret`, when enabled.
+    generic: Option<Box<Generic>>,
 }
 
 impl SecretKeys {
@@ -80,11 +162,72 @@ impl SecretKeys {
                 [] => {}
             }
         }
+        let mut by_first = Box::new([(0usize, 0usize); 256]);
+        for (i, e) in normalised.iter().enumerate() {
+            let slot = &mut by_first[usize::from(e[0])];
+            if slot.1 == 0 {
+                *slot = (i, i + 1);
+            } else {
+                slot.1 = i + 1;
+            }
+        }
         SecretKeys {
             entries: normalised,
             starts,
             singles,
+            by_first,
+            generic: None,
         }
+    }
+
+    /// These key names, and `generic_secret` with `generic`.
+    pub fn with_generic(mut self, generic: Option<Generic>) -> SecretKeys {
+        self.generic = generic.map(Box::new);
+        self
+    }
+
+    /// A [`Detector::GenericSecret`] hit for the whole of `text`, the string value of a JSON
+    /// entry whose key [`SecretKeys::classify`] found secret-ish, if the value looks
+    /// generated. (A key that names a secret outright has its value replaced whole before it
+    /// is scanned.)
+    pub fn scan_value(&self, text: &str, hits: &mut Vec<Hit>) {
+        if let Some(g) = &self.generic
+            && g.value(text.as_bytes())
+        {
+            hits.push(Hit {
+                start: 0,
+                end: text.len(),
+                detector: Detector::GenericSecret,
+            });
+        }
+    }
+
+    /// Whether the key `key` names a secret, and whether it is secret-ish for
+    /// `generic_secret` (then its string values are checked for entropy); one normalisation
+    /// for both.
+    pub fn classify(&self, key: &str) -> (bool, bool) {
+        let mut buf = [0u8; MAX_KEY];
+        let n = normalise_into(key.as_bytes(), &mut buf);
+        if self.matches(&buf[..n]) {
+            return (true, false);
+        }
+        // Keys are nearly always ASCII; only others are normalised (full-width letters,
+        // zero-width characters).
+        if key.bytes().any(|b| b >= 0x80)
+            && crate::normalize::normalised(key).is_some_and(|k| self.is_secret_bytes(k.as_bytes()))
+        {
+            return (true, false);
+        }
+        let generic = self.generic.as_ref().is_some_and(|g| g.keys.matches(&buf[..n]));
+        (false, generic)
+    }
+
+    /// Whether the key `key` names a secret (also once normalised, if it is not ASCII).
+    #[cfg(test)]
+    pub fn is_secret(&self, key: &str) -> bool {
+        self.is_secret_bytes(key.as_bytes())
+            || (!key.is_ascii()
+                && crate::normalize::normalised(key).is_some_and(|k| self.is_secret_bytes(k.as_bytes())))
     }
 
     /// Whether `entry` normalises to something (an empty entry would match every key).
@@ -93,29 +236,31 @@ impl SecretKeys {
         entry.len() <= MAX_KEY && normalise_into(entry.as_bytes(), &mut buf) > 0
     }
 
-    /// Whether the key `key` names a secret.
-    pub fn is_secret(&self, key: &str) -> bool {
-        self.is_secret_bytes(key.as_bytes())
-    }
-
     fn is_secret_bytes(&self, key: &[u8]) -> bool {
-        if self.entries.is_empty() {
-            return false;
-        }
         // A key longer than MAX_KEY is judged by its first MAX_KEY bytes.
         let mut buf = [0u8; MAX_KEY];
         let n = normalise_into(key, &mut buf);
-        let k = &buf[..n];
+        self.matches(&buf[..n])
+    }
+
+    /// Whether the normalised key `k` contains an entry.
+    fn matches(&self, k: &[u8]) -> bool {
+        if self.entries.is_empty() {
+            return false;
+        }
+        let n = k.len();
         for i in 0..n {
             if self.singles[usize::from(k[i])] {
                 return true;
             }
             if i + 1 < n {
                 let pair = usize::from(k[i]) << 8 | usize::from(k[i + 1]);
-                if self.starts[pair >> 6] & (1 << (pair & 63)) != 0
-                    && self.entries.iter().any(|e| e.len() >= 2 && k[i..].starts_with(e))
-                {
-                    return true;
+                if self.starts[pair >> 6] & (1 << (pair & 63)) != 0 {
+                    let (from, to) = self.by_first[usize::from(k[i])];
+                    let candidates = self.entries.get(from..to).unwrap_or(&[]);
+                    if candidates.iter().any(|e| e.len() >= 2 && k[i..].starts_with(e)) {
+                        return true;
+                    }
                 }
             }
         }
@@ -126,7 +271,7 @@ impl SecretKeys {
     /// pair in `text` whose key names a secret, and for the password in URL userinfo
     /// (`scheme://user:password@host`). The key itself is kept.
     pub fn scan_pairs(&self, text: &str, hits: &mut Vec<Hit>) {
-        if self.entries.is_empty() {
+        if self.entries.is_empty() && self.generic.is_none() {
             return;
         }
         let s = text.as_bytes();
@@ -135,19 +280,16 @@ impl SecretKeys {
             if sep < done {
                 continue;
             }
-            if let Some((start, end)) = self.pair_value(s, sep) {
-                hits.push(Hit {
-                    start,
-                    end,
-                    detector: Detector::Secret,
-                });
+            if let Some((start, end, detector)) = self.pair_value(s, sep) {
+                hits.push(Hit { start, end, detector });
                 done = end;
             }
         }
     }
 
-    /// The span of the secret value after the separator at `sep`, if its key is a secret key.
-    fn pair_value(&self, s: &[u8], sep: usize) -> Option<(usize, usize)> {
+    /// The span of the secret value after the separator at `sep`, if its key is a secret key
+    /// (or a secret-ish one and the value looks generated: `generic_secret`).
+    fn pair_value(&self, s: &[u8], sep: usize) -> Option<(usize, usize, Detector)> {
         // The key: `password=`, `password: `, `"password": `, `password = `.
         let mut k_end = sep;
         while k_end > 0 && s[k_end - 1] == b' ' {
@@ -163,12 +305,19 @@ impl SecretKeys {
         if k_start == k_end {
             return None;
         }
+        // `scheme://user:password@host` is not a key: the `url_credentials` detector has it.
         if s[sep] == b':' && k_start >= 3 && &s[k_start - 3..k_start] == b"://" {
-            return userinfo_password(s, sep);
-        }
-        if !self.is_secret_bytes(&s[k_start..k_end]) {
             return None;
         }
+        let mut buf = [0u8; MAX_KEY];
+        let n = normalise_into(&s[k_start..k_end], &mut buf);
+        let detector = if self.matches(&buf[..n]) {
+            Detector::Secret
+        } else if self.generic.as_ref().is_some_and(|g| g.keys.matches(&buf[..n])) {
+            Detector::GenericSecret
+        } else {
+            return None;
+        };
         let mut v = sep + 1;
         // `key: value` and `key = value` are spaced; in `KEY= NEXT=x` the value is empty.
         if s[sep] == b':' || k_end < sep {
@@ -176,12 +325,20 @@ impl SecretKeys {
                 v += 1;
             }
         }
+        // A generic value is at most 150 bytes: read no further, so that a failed candidate
+        // costs O(1) (a value running to the end of the string from every `=` of
+        // `key=key=key=…` would make the pass quadratic). A secret key's value is taken
+        // whole, and the scan resumes after it.
+        let limit = match detector {
+            Detector::GenericSecret => s.len().min(v + 153),
+            _ => s.len(),
+        };
         if let Some(&q) = s.get(v).filter(|&&b| b == b'"' || b == b'\'') {
             let start = v + 1;
-            let end = memchr::memchr(q, &s[start..]).map_or(s.len(), |e| start + e);
-            return (end > start).then_some((start, end));
+            let end = memchr::memchr(q, &s[start..limit.max(start)]).map_or(limit.max(start), |e| start + e);
+            return self.kept(s, start, end, detector);
         }
-        let mut end = value_end(s, v);
+        let mut end = value_end(&s[..limit], v);
         // `Authorization: Bearer abc`: redact the credential, keep the scheme.
         let word = &s[v..end];
         if SCHEMES.iter().any(|scheme| word.eq_ignore_ascii_case(scheme)) && s.get(end) == Some(&b' ') {
@@ -189,12 +346,19 @@ impl SecretKeys {
             while s.get(c) == Some(&b' ') {
                 c += 1;
             }
-            if c < s.len() && value_end(s, c) > c {
+            if c < limit && value_end(&s[..limit], c) > c {
                 v = c;
-                end = value_end(s, c);
+                end = value_end(&s[..limit], c);
             }
         }
-        (end > v).then_some((v, end))
+        self.kept(s, v, end, detector)
+    }
+
+    /// The value `s[start..end]` as a hit, if it is one: non-empty, and for `generic_secret`
+    /// generated-looking.
+    fn kept(&self, s: &[u8], start: usize, end: usize, detector: Detector) -> Option<(usize, usize, Detector)> {
+        let generic_ok = || self.generic.as_ref().is_some_and(|g| g.value(&s[start..end]));
+        (end > start && (detector == Detector::Secret || generic_ok())).then_some((start, end, detector))
     }
 }
 
@@ -208,16 +372,6 @@ fn value_end(s: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// In `scheme://user:password@host/…` the password runs from after `:` to the `@`.
-fn userinfo_password(s: &[u8], colon: usize) -> Option<(usize, usize)> {
-    let start = colon + 1;
-    let mut i = start;
-    while i < s.len() && !matches!(s[i], b'@' | b'/' | b' ' | b'?' | b'#' | b'"' | b'\'') {
-        i += 1;
-    }
-    (s.get(i) == Some(&b'@') && i > start).then_some((start, i))
 }
 
 #[cfg(test)]
@@ -323,9 +477,31 @@ mod tests {
     }
 
     #[test]
-    fn url_userinfo() {
-        assert_eq!(values("postgres://app:s3cr3t@db.internal:5432/app"), ["s3cr3t"]);
+    fn url_userinfo_is_left_to_its_detector() {
+        assert_eq!(values("postgres://app:s3cr3t@db.internal:5432/app"), Vec::<&str>::new());
         assert_eq!(values("https://example.com:8443/path"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn generic_values_need_entropy() {
+        let keys: Vec<String> = DEFAULT_GENERIC_KEYS.iter().map(|s| s.to_string()).collect();
+        let g = SecretKeys::new(&[]).with_generic(Some(Generic::new(&keys, DEFAULT_GENERIC_ENTROPY)));
+        let found = |text: &str| {
+            let mut hits = Vec::new();
+            g.scan_pairs(text, &mut hits);
+            hits.iter().map(|h| text[h.start..h.end].to_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(found("signing_key=Zk3q9XvB2mL7pR4tW8yN1c"), ["Zk3q9XvB2mL7pR4tW8yN1c"]);
+        assert_eq!(found("auth_code: 8fJ2kLq9Zx4Tb7Wn0Rm5"), ["8fJ2kLq9Zx4Tb7Wn0Rm5"]);
+        for plain in [
+            "cache_key=aaaaaaaaaa11",
+            "idempotency_key=a6cecc1b-78e5-4061-b311-d8a3c2ce6f44",
+            "key_sha=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b",
+            "api_version=2024-06-01",
+            "keyboard=ConnectionTimeout",
+        ] {
+            assert_eq!(found(plain), Vec::<String>::new(), "{plain}");
+        }
     }
 
     #[test]

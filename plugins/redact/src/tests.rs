@@ -260,6 +260,15 @@ fn keys_holding_pii_are_renamed() {
     let out = meta(json!({}), json!({"by_user": {"bob@x.io": 1, "amy@x.io": 2, "n": 3}}));
     let keys: Vec<&String> = out["by_user"].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["[REDACTED:email]", "[REDACTED:email]#2", "n"]);
+    // A key that already reads like a numbered one is not overwritten, and numbering goes on.
+    let mut e = event(json!({}));
+    e.metadata =
+        r#"{"m": {"a@x.io": 1, "[REDACTED:email]#2 c@x.io": 2, "b@x.io": 3, "d@x.io": 4, "e@x.io": 5}}"#.into();
+    redactor(json!({})).redact(&mut e).unwrap();
+    assert_eq!(
+        e.metadata,
+        r#"{"m": {"[REDACTED:email]": 1, "[REDACTED:email]#2 [REDACTED:email]": 2, "[REDACTED:email]#2": 3, "[REDACTED:email]#3": 4, "[REDACTED:email]#4": 5}}"#
+    );
 }
 
 #[test]
@@ -340,4 +349,82 @@ fn redactor_is_shareable_across_threads() {
         outputs.iter().all(|o| o == &outputs[0] && o.contains("[HASH:email:")),
         "{outputs:?}"
     );
+}
+
+/// Redact one typed field's text with the default config.
+fn reason(text: &str) -> Option<String> {
+    let mut e = event(json!({}));
+    e.reason = Some(text.to_owned());
+    redactor(json!({})).redact(&mut e).unwrap();
+    e.reason
+}
+
+#[test]
+fn full_width_and_zero_width_characters_do_not_hide_matches() {
+    let token = "ghp_JN6U6PrPod6eWGP4xkGXY4nttSt2JxkSSVDM";
+    let cases = [
+        ("mail alice＠example.com now", "mail [REDACTED:email] now"),
+        ("mail al\u{200b}ice@example.com now", "mail [REDACTED:email] now"),
+        ("mail alice@exam\u{ad}ple.com now", "mail [REDACTED:email] now"),
+        (
+            "mail ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｏｍ now",
+            "mail [REDACTED:email] now",
+        ),
+        ("ssn ３９１-５５-０４７６ ok", "ssn [REDACTED:ssn] ok"),
+        ("ssn 391\u{2060}-55-0476 ok", "ssn [REDACTED:ssn] ok"),
+        (
+            "card ４１１１ １１１１ １１１１ １１１１ ok",
+            "card [REDACTED:credit_card] ok",
+        ),
+        ("card 4111\u{feff}111111111111 ok", "card [REDACTED:credit_card] ok"),
+        ("pass\u{200c}word=hunter2 x", "pass\u{200c}word=[REDACTED:secret] x"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(reason(input).as_deref(), Some(expected), "{input:?}");
+    }
+    let hidden = format!("gh\u{200b}p_{}", &token[4..]);
+    assert_eq!(
+        reason(&format!("token {hidden} end")).as_deref(),
+        Some("token [REDACTED:github_token] end")
+    );
+    let hidden = format!("{}\u{200d}{}", &token[..20], &token[20..]);
+    assert_eq!(
+        reason(&format!("t {hidden}")).as_deref(),
+        Some("t [REDACTED:github_token]")
+    );
+}
+
+#[test]
+fn normalisation_changes_nothing_without_a_match() {
+    for text in [
+        "ﬁle ＡＢＣ ｖ１.２ zoë\u{200b}x soft\u{ad}hyphen ① ㎏ ½ café",
+        "１２３-４５",
+        "ｏｒｄｅｒ ４６８６９７８２５２５２９３３５",
+        "\u{feff}plain",
+    ] {
+        assert_eq!(reason(text).as_deref(), Some(text), "{text:?}");
+    }
+    // Around a match, the rest of the original text is kept as it was.
+    let text = "ﬁle ＡＢＣ al\u{200b}ice＠example.com \u{200b} ① end";
+    assert_eq!(
+        reason(text),
+        Some("ﬁle ＡＢＣ [REDACTED:email] \u{200b} ① end".to_owned())
+    );
+}
+
+#[test]
+fn normalisation_applies_in_metadata_strings_and_keys() {
+    let out = meta(
+        json!({}),
+        json!({"m": "to bob＠x.io", "pass\u{200b}word": "hunter2", "by": {"amy＠x.io": 1}}),
+    );
+    assert_eq!(
+        out,
+        json!({"m": "to [REDACTED:email]", "pass\u{200b}word": "[REDACTED:secret]", "by": {"[REDACTED:email]": 1}})
+    );
+    // As JSON escapes too.
+    let mut e = event(json!({}));
+    e.metadata = r#"{"m": "al\u200bice@example.com"}"#.into();
+    redactor(json!({})).redact(&mut e).unwrap();
+    assert_eq!(e.metadata, r#"{"m": "[REDACTED:email]"}"#);
 }

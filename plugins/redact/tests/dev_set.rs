@@ -1,6 +1,7 @@
 //! The quality bar on the labelled dev set: with the reference config, no labelled PII value
-//! may survive anywhere in an output event, and the labelled decoys (UUIDs, version strings,
-//! non-Luhn order numbers) must survive unchanged.
+//! may survive anywhere in an output event, and every labelled decoy (UUIDs, version strings,
+//! non-Luhn order numbers) must survive unchanged (100 %; it was ≥ 99.5 % before the
+//! detectors of issue 17, and all of them still hold).
 
 use std::collections::HashMap;
 
@@ -171,7 +172,7 @@ fn dev_set_pii_is_gone_and_decoys_survive() {
         &leaks[..leaks.len().min(10)]
     );
     assert!(
-        decoy_rate >= 0.995,
+        lost.is_empty(),
         "only {:.2}% of decoys survived; lost e.g. {:?}",
         decoy_rate * 100.0,
         &lost[..lost.len().min(10)]

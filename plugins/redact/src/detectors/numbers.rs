@@ -3,10 +3,11 @@
 //! separators), so nothing matches inside a longer digit run, a UUID, a timestamp or a
 //! version string.
 
-use super::{Detector, Hit, is_digit, is_hex, is_word};
+use super::pii::{itin_group, ssn_parts};
+use super::{Cx, Detector, Hit, is_digit, is_hex, is_word};
 
 /// End of the digit run starting at `i`.
-fn digit_run(s: &[u8], mut i: usize) -> usize {
+pub(super) fn digit_run(s: &[u8], mut i: usize) -> usize {
     while i < s.len() && is_digit(s[i]) {
         i += 1;
     }
@@ -15,7 +16,7 @@ fn digit_run(s: &[u8], mut i: usize) -> usize {
 
 /// Whether a number may start at `i`: not glued to a word, and not the continuation of an
 /// earlier number (`1.5`, `12-34`).
-fn clean_left(s: &[u8], i: usize) -> bool {
+pub(super) fn clean_left(s: &[u8], i: usize) -> bool {
     if i == 0 {
         return true;
     }
@@ -27,7 +28,7 @@ fn clean_left(s: &[u8], i: usize) -> bool {
 }
 
 /// Whether a number may end at `j`: not glued to a word and not continued by `-5` or `.5`.
-fn clean_right(s: &[u8], j: usize) -> bool {
+pub(super) fn clean_right(s: &[u8], j: usize) -> bool {
     match s.get(j) {
         None => true,
         Some(&n) if is_word(n) => false,
@@ -36,7 +37,7 @@ fn clean_right(s: &[u8], j: usize) -> bool {
 }
 
 /// The start of the first digit run in `s` that begins at or after `i`.
-fn next_run_start(s: &[u8], mut i: usize) -> Option<usize> {
+pub(super) fn next_run_start(s: &[u8], mut i: usize) -> Option<usize> {
     loop {
         let d = i + crate::swar::first_digit(s.get(i..)?)?;
         if d == 0 || !is_digit(s[d - 1]) {
@@ -47,17 +48,25 @@ fn next_run_start(s: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
+/// `123-45-6789` as an SSN (or, with area 9xx and an ITIN group, a US ITIN; Presidio
+/// us_itin_recognizer). `123 45 6789` and `123.45.6789` need a context word and are found by
+/// `pii::scan_runs`.
 #[inline(never)]
-pub(super) fn scan_ssn(s: &[u8], hits: &mut Vec<Hit>) {
+pub(super) fn scan_ssn(s: &[u8], cx: &Cx, hits: &mut Vec<Hit>) {
     let mut i = 0;
     while let Some(start) = next_run_start(s, i) {
         let a = digit_run(s, start);
         i = a;
-        if a - start != 3 || !clean_left(s, start) || s.get(a) != Some(&b'-') {
+        if a - start != 3 || !clean_left(s, start) {
+            continue;
+        }
+        // Spaced and dotted forms need a context word: `pii::scan_runs` has them.
+        let sep = b'-';
+        if s.get(a) != Some(&sep) {
             continue;
         }
         let b = digit_run(s, a + 1);
-        if b - (a + 1) != 2 || s.get(b) != Some(&b'-') {
+        if b - (a + 1) != 2 || s.get(b) != Some(&sep) {
             continue;
         }
         let c = digit_run(s, b + 1);
@@ -65,13 +74,18 @@ pub(super) fn scan_ssn(s: &[u8], hits: &mut Vec<Hit>) {
             continue;
         }
         let (area, group, serial) = (&s[start..a], &s[a + 1..b], &s[b + 1..c]);
-        // Never issued: area 000, 666 and 900–999, group 00, serial 0000.
-        let valid = area != b"000" && area != b"666" && area[0] != b'9' && group != b"00" && serial != b"0000";
-        if valid {
+        if cx.on(Detector::Ssn) && ssn_parts(area, group, serial) {
             hits.push(Hit {
                 start,
                 end: c,
                 detector: Detector::Ssn,
+            });
+            i = c;
+        } else if cx.on(Detector::UsItin) && area[0] == b'9' && itin_group(group) {
+            hits.push(Hit {
+                start,
+                end: c,
+                detector: Detector::UsItin,
             });
             i = c;
         }
@@ -236,7 +250,7 @@ pub(super) fn scan_cards(s: &[u8], hits: &mut Vec<Hit>) {
 }
 
 #[inline(never)]
-pub(super) fn scan_phones(s: &[u8], hits: &mut Vec<Hit>) {
+pub(super) fn scan_phones(s: &[u8], cx: &mut Cx, hits: &mut Vec<Hit>) {
     let mut i = 0;
     while let Some(k) = s.get(i..).and_then(crate::swar::first_phone_start) {
         i += k;
@@ -255,7 +269,12 @@ pub(super) fn scan_phones(s: &[u8], hits: &mut Vec<Hit>) {
         if c.overflow || c.len == 0 || !clean_left(s, c.start) || !clean_right(s, c.end) {
             continue;
         }
-        if is_phone(s, &c) {
+        let matched = match phone_kind(s, &c) {
+            Kind::Strong => true,
+            Kind::Weak => cx.near(Detector::Phone, c.start, c.end),
+            Kind::No => false,
+        };
+        if matched {
             hits.push(Hit {
                 start: c.start,
                 end: c.end,
@@ -265,22 +284,46 @@ pub(super) fn scan_phones(s: &[u8], hits: &mut Vec<Hit>) {
     }
 }
 
-fn is_phone(s: &[u8], c: &Cluster) -> bool {
+enum Kind {
+    /// A phone number by its shape alone.
+    Strong,
+    /// A phone number if a context word is near (national formats, a bare 10-digit number).
+    Weak,
+    No,
+}
+
+fn phone_kind(s: &[u8], c: &Cluster) -> Kind {
     let groups = c.groups();
     let len = |k: usize| groups[k].1 - groups[k].0;
+    let digits = c.digits();
     if c.plus {
         // International, E.164: country code and subscriber number, 8–15 digits in all.
         // Grouped numbers have short groups; an ungrouped one is a single run.
-        return (8..=15).contains(&c.digits()) && (groups.len() == 1 || (0..groups.len()).all(|k| len(k) <= 5));
+        let ok = (8..=15).contains(&digits) && (groups.len() == 1 || (0..groups.len()).all(|k| len(k) <= 5));
+        return if ok { Kind::Strong } else { Kind::No };
     }
-    // North American: `(474) 977-6443`, `474-977-6443`, `1 800 555 1234`. A bare 10-digit run
-    // is not accepted: it is as likely an epoch timestamp or an ID.
+    // North American: `(474) 977-6443`, `474-977-6443`, `1 800 555 1234`.
     let parens_only_at = |k: usize| c.parens & !(1u16 << k) == 0;
-    match groups.len() {
+    let nanp = match groups.len() {
         3 => (len(0), len(1), len(2)) == (3, 3, 4) && parens_only_at(0),
         4 => (len(0), len(1), len(2), len(3)) == (1, 3, 3, 4) && s[groups[0].0] == b'1' && parens_only_at(1),
         _ => false,
+    };
+    if nanp {
+        return Kind::Strong;
     }
+    // With a context word: a bare 10-digit number with a valid area code (a bare run is as
+    // likely an epoch timestamp or an ID), and national formats with a trunk `0`
+    // (`020 7946 0958`, `030 12345678`, `01 23 45 67 89`, `(011) 2345-6789`), the regions of
+    // Presidio's phone_recognizer.
+    let first = s[groups[0].0];
+    if groups.len() == 1 && digits == 10 && (b'2'..=b'9').contains(&first) {
+        return Kind::Weak;
+    }
+    if first == b'0' && (9..=12).contains(&digits) && (0..groups.len()).all(|k| len(k) <= 8) {
+        return Kind::Weak;
+    }
+    Kind::No
 }
 
 #[inline(never)]
@@ -353,25 +396,66 @@ pub(super) fn scan_ipv6(s: &[u8], hits: &mut Vec<Hit>) {
     }
 }
 
-/// End of the IPv6 address starting at `i`, if one does: 8 groups, or fewer with one `::`.
+/// End of a dotted-quad IPv4 address starting at `j`, if one does (for IPv6's embedded form).
+fn ipv4_at(s: &[u8], j: usize) -> Option<usize> {
+    let mut k = j;
+    for octet in 0..4 {
+        let e = digit_run(s, k);
+        let n = &s[k..e];
+        let valid = matches!(n.len(), 1..=3)
+            && (n.len() == 1 || n[0] != b'0')
+            && n.iter().fold(0u32, |v, d| v * 10 + u32::from(d - b'0')) <= 255;
+        if !valid {
+            return None;
+        }
+        k = e;
+        if octet < 3 {
+            if s.get(k) != Some(&b'.') {
+                return None;
+            }
+            k += 1;
+        }
+    }
+    clean_right(s, k).then_some(k)
+}
+
+/// End of the IPv6 address starting at `i`, if one does: 8 groups, or fewer with one `::`;
+/// the last two groups may be written as an IPv4 address (`::ffff:192.0.2.1`); a zone
+/// (`%eth0`) is part of the address.
 fn parse_ipv6(s: &[u8], i: usize) -> Option<usize> {
     let mut j = i;
     let mut groups = 0;
     let mut compressed = false;
+    let mut ipv4 = false;
+    // The first group is 4 hex digits with a digit among them (`2001`, `fe80`).
+    let mut strong_first = false;
     if s[j..].starts_with(b"::") {
         compressed = true;
         j += 2;
     }
     let mut end = j;
     loop {
+        if ((compressed && groups <= 5) || groups == 6)
+            && let Some(e) = ipv4_at(s, j)
+        {
+            groups += 2;
+            end = e;
+            ipv4 = true;
+            break;
+        }
+        // At most five hex digits are read: five already rule the group out, and reading a
+        // long run to its end from every colon before it would be quadratic.
         let mut k = j;
-        while k < s.len() && is_hex(s[k]) {
+        while k < s.len() && k - j < 5 && is_hex(s[k]) {
             k += 1;
         }
         match k - j {
             0 => break,
             1..=4 => {}
             _ => return None,
+        }
+        if groups == 0 && !compressed {
+            strong_first = k - j == 4 && s[j..k].iter().any(|&b| is_digit(b));
         }
         groups += 1;
         if groups > 8 {
@@ -392,14 +476,26 @@ fn parse_ipv6(s: &[u8], i: usize) -> Option<usize> {
             break;
         }
     }
-    // Three groups at least with `::`, so `a::b`-style code paths are not addresses.
-    let valid = if compressed {
-        (3..=7).contains(&groups)
+    // With `::`, three groups at least (so `a::b`-style code paths are not addresses), or two
+    // after a strong first group (`fe80::1`, `2001:db8::`), or an embedded IPv4 address.
+    let valid = if ipv4 {
+        groups == 8 || (compressed && groups <= 8)
+    } else if compressed {
+        (3..=7).contains(&groups) || (groups == 2 && strong_first)
     } else {
         groups == 8
     };
     let next_ok = s.get(end).is_none_or(|&b| !(is_word(b) || b == b':'));
-    (valid && next_ok).then_some(end)
+    if !(valid && next_ok) {
+        return None;
+    }
+    if s.get(end) == Some(&b'%') && s.get(end + 1).is_some_and(|&b| b.is_ascii_alphanumeric()) {
+        end += 1;
+        while end < s.len() && end - i < 80 && s[end].is_ascii_alphanumeric() {
+            end += 1;
+        }
+    }
+    Some(end)
 }
 
 #[cfg(test)]

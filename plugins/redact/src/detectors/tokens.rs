@@ -1,8 +1,13 @@
-//! Formats that start with a literal: vendor tokens (after gitleaks' rules), JWTs, bearer
-//! credentials and PEM private keys. Their prefixes are indexed by their first two bytes and
-//! only tried at word starts.
+//! Formats that start with a literal: vendor tokens (gitleaks' rules with a distinctive
+//! prefix, ported as rows of `TOKEN_RULES`: prefix, charset, length, further segments, entropy;
+//! see docs/REDACTION.md for the rule ids), JWTs, bearer credentials, PEM private keys and
+//! wallet addresses. Their prefixes are indexed by their first two bytes (and a set of allowed
+//! third bytes) once at init and only tried at word starts. The same word-start loop hands
+//! words that start with a digit or capitals to `pii::run_at` and hex words to `pii::mac_at`,
+//! so those detectors walk no string of their own.
 
-use super::{Detector, Hit, is_alnum, is_digit, is_hex};
+use super::pii::{Want, mac_at, run_at};
+use super::{Cx, Detector, Hit, is_alnum, is_digit, is_hex};
 
 /// Character sets of token bodies.
 #[derive(Clone, Copy)]
@@ -25,6 +30,18 @@ enum Charset {
     Dashed,
     /// `[A-Za-z0-9_./=-]`: URL paths and dotted tokens
     Path,
+    /// `[0-9]`
+    Digits,
+    /// `[a-z0-9]`
+    LowerAlnum,
+    /// `[A-Za-z0-9_-]` (same bytes as base64url; named for the gitleaks `[\w-]` rules)
+    WordDash,
+    /// `[A-Za-z0-9_=-]`
+    WordDashEq,
+    /// `[A-Za-z0-9_=.-]`
+    WordDashEqDot,
+    /// The upper-case bech32 alphabet (`age` keys)
+    Bech32Upper,
 }
 
 impl Charset {
@@ -39,11 +56,18 @@ impl Charset {
             Charset::LowerHex => is_digit(b) || matches!(b, b'a'..=b'f'),
             Charset::Dashed => is_alnum(b) || b == b'-',
             Charset::Path => is_alnum(b) || matches!(b, b'_' | b'.' | b'/' | b'=' | b'-'),
+            Charset::Digits => is_digit(b),
+            Charset::LowerAlnum => is_digit(b) || b.is_ascii_lowercase(),
+            Charset::WordDash => is_alnum(b) || b == b'_' || b == b'-',
+            Charset::WordDashEq => is_alnum(b) || matches!(b, b'_' | b'-' | b'='),
+            Charset::WordDashEqDot => is_alnum(b) || matches!(b, b'_' | b'-' | b'=' | b'.'),
+            Charset::Bech32Upper => b"QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L".contains(&b),
         }
     }
 }
 
-/// A token that starts with a fixed literal: `prefix` then `min..=max` bytes of `body`.
+/// A token that starts with a fixed literal: `prefix` then `min..=max` bytes of `body`, then
+/// optionally further segments (`then`), each a separator byte (0: none) and a run.
 struct TokenRule {
     detector: Detector,
     prefix: &'static str,
@@ -53,6 +77,18 @@ struct TokenRule {
     /// Whether the prefix is part of the secret. `AccountKey=` names the field; `ghp_` is
     /// part of the token.
     mask_prefix: bool,
+    then: &'static [Segment],
+    /// Minimum Shannon entropy (bits per byte) of the whole match, as in the gitleaks rule
+    /// (0: none).
+    entropy: f32,
+}
+
+/// A further part of a structured token: `sep` (0: none), then `min..=max` bytes of `set`.
+struct Segment {
+    sep: u8,
+    set: Charset,
+    min: usize,
+    max: usize,
 }
 
 const fn rule(detector: Detector, prefix: &'static str, body: Charset, min: usize, max: usize) -> TokenRule {
@@ -63,7 +99,36 @@ const fn rule(detector: Detector, prefix: &'static str, body: Charset, min: usiz
         min,
         max,
         mask_prefix: true,
+        then: &[],
+        entropy: 0.0,
     }
+}
+
+/// A rule ported from gitleaks' config/gitleaks.toml: fixed length or range, optional
+/// further segments, and the rule's entropy threshold.
+const fn gl(
+    detector: Detector,
+    prefix: &'static str,
+    body: Charset,
+    min: usize,
+    max: usize,
+    then: &'static [Segment],
+    entropy: f32,
+) -> TokenRule {
+    TokenRule {
+        detector,
+        prefix,
+        body,
+        min,
+        max,
+        mask_prefix: true,
+        then,
+        entropy,
+    }
+}
+
+const fn seg(sep: u8, set: Charset, min: usize, max: usize) -> Segment {
+    Segment { sep, set, min, max }
 }
 
 /// The literal-prefixed token formats (after gitleaks' rules). Lengths are a little looser
@@ -132,6 +197,8 @@ const TOKEN_RULES: &[TokenRule] = {
             min: 80,
             max: 100,
             mask_prefix: false,
+            then: &[],
+            entropy: 0.0,
         },
         rule(HuggingfaceToken, "hf_", Alnum, 30, 40),
         rule(PypiToken, "pypi-AgEIcHlwaS5vcmc", B64Url, 50, 255),
@@ -142,8 +209,133 @@ const TOKEN_RULES: &[TokenRule] = {
         rule(DigitaloceanToken, "dop_v1_", LowerHex, 64, 64),
         rule(DigitaloceanToken, "doo_v1_", LowerHex, 64, 64),
         rule(DigitaloceanToken, "dor_v1_", LowerHex, 64, 64),
+        // The rest: gitleaks' default rules (config/gitleaks.toml) that start with a
+        // distinctive literal, as data: prefix, charset, length, further segments, entropy.
+        // The rule ids are in docs/REDACTION.md.
+        rule(GitlabToken, "glft-", B64Url, 20, 255),
+        rule(GitlabToken, "glagent-", B64Url, 50, 255),
+        rule(HuggingfaceToken, "api_org_", Alnum, 34, 34),
+        gl(OnepasswordToken, "ops_eyJ", B64, 250, 4000, &[], 4.0),
+        gl(AdobeClientSecret, "p8e-", Alnum, 32, 32, &[], 2.0),
+        gl(AgeSecretKey, "AGE-SECRET-KEY-1", Bech32Upper, 58, 58, &[], 0.0),
+        gl(AlibabaAccessKey, "LTAI", Alnum, 20, 20, &[], 2.0),
+        gl(ArtifactoryToken, "AKCp", Alnum, 69, 69, &[], 4.5),
+        gl(ArtifactoryToken, "cmVmd", Alnum, 59, 59, &[], 4.5),
+        gl(AwsBedrockKey, "ABSK", B64, 109, 271, &[], 3.0),
+        gl(ClickhouseKey, "4b1d", Alnum, 38, 38, &[], 3.0),
+        gl(ClojarsToken, "CLOJARS_", Alnum, 60, 60, &[], 2.0),
+        gl(
+            CloudflareOriginCaKey,
+            "v1.0-",
+            Hex,
+            24,
+            24,
+            &[seg(b'-', Hex, 146, 146)],
+            2.0,
+        ),
+        gl(DatabricksToken, "dapi", Hex, 32, 32, &[], 3.0),
+        gl(DopplerToken, "dp.pt.", Alnum, 43, 43, &[], 2.0),
+        gl(DuffelToken, "duffel_test_", WordDashEq, 43, 43, &[], 2.0),
+        gl(DuffelToken, "duffel_live_", WordDashEq, 43, 43, &[], 2.0),
+        gl(
+            DynatraceToken,
+            "dt0c01.",
+            Alnum,
+            24,
+            24,
+            &[seg(b'.', Alnum, 64, 64)],
+            4.0,
+        ),
+        gl(EasypostToken, "EZAK", Alnum, 54, 54, &[], 2.0),
+        gl(EasypostToken, "EZTK", Alnum, 54, 54, &[], 2.0),
+        gl(FacebookToken, "EAAM", Alnum, 100, 1000, &[], 4.0),
+        gl(FacebookToken, "EAAC", Alnum, 100, 1000, &[], 4.0),
+        gl(
+            FlutterwaveKey,
+            "FLWSECK_TEST-",
+            Alnum,
+            32,
+            32,
+            &[seg(b'-', Alnum, 1, 1)],
+            2.0,
+        ),
+        gl(FlutterwaveKey, "FLWSECK_TEST-", Alnum, 12, 12, &[], 2.0),
+        gl(FlyioToken, "fo1_", WordDash, 43, 43, &[], 4.0),
+        gl(FlyioToken, "fm1a_", B64, 100, 4000, &[], 4.0),
+        gl(FlyioToken, "fm1r_", B64, 100, 4000, &[], 4.0),
+        gl(FlyioToken, "fm2_", B64, 100, 4000, &[], 4.0),
+        gl(FrameioToken, "fio-u-", WordDashEq, 64, 64, &[], 0.0),
+        gl(GrafanaToken, "glc_", B64, 32, 400, &[], 3.0),
+        gl(GrafanaToken, "glsa_", Alnum, 32, 32, &[seg(b'_', Hex, 8, 8)], 3.0),
+        gl(GrafanaToken, "eyJrIjoi", Alnum, 70, 400, &[], 3.0),
+        gl(
+            HarnessToken,
+            "pat.",
+            WordDash,
+            22,
+            22,
+            &[seg(b'.', Alnum, 24, 24), seg(b'.', Alnum, 20, 20)],
+            0.0,
+        ),
+        gl(
+            HarnessToken,
+            "sat.",
+            WordDash,
+            22,
+            22,
+            &[seg(b'.', Alnum, 24, 24), seg(b'.', Alnum, 20, 20)],
+            0.0,
+        ),
+        gl(HerokuKey, "HRKU-AA", WordDash, 58, 58, &[], 4.0),
+        gl(InfracostToken, "ico-", Alnum, 32, 32, &[], 3.0),
+        gl(LinearKey, "lin_api_", Alnum, 40, 40, &[], 2.0),
+        gl(NotionToken, "ntn_", Digits, 11, 11, &[seg(0, Alnum, 35, 35)], 4.0),
+        gl(OpenshiftToken, "sha256~", WordDash, 43, 43, &[], 3.5),
+        gl(PerplexityKey, "pplx-", Alnum, 48, 48, &[], 4.0),
+        gl(PlanetscaleToken, "pscale_tkn_", WordDashEqDot, 32, 64, &[], 3.0),
+        gl(PlanetscaleToken, "pscale_oauth_", WordDashEqDot, 32, 64, &[], 3.0),
+        gl(PlanetscaleToken, "pscale_pw_", WordDashEqDot, 32, 64, &[], 3.0),
+        gl(PostmanKey, "PMAK-", Hex, 24, 24, &[seg(b'-', Hex, 34, 34)], 3.0),
+        gl(PrefectToken, "pnu_", Alnum, 36, 36, &[], 2.0),
+        gl(PulumiToken, "pul-", Hex, 40, 40, &[], 2.0),
+        gl(ReadmeToken, "rdme_", LowerAlnum, 70, 70, &[], 2.0),
+        gl(RubygemsToken, "rubygems_", Hex, 48, 48, &[], 2.0),
+        gl(ScalingoToken, "tk-us-", WordDash, 48, 48, &[], 2.0),
+        gl(SendinblueKey, "xkeysib-", Hex, 64, 64, &[seg(b'-', Alnum, 16, 16)], 2.0),
+        gl(SentryToken, "sntryu_", Hex, 64, 64, &[], 3.5),
+        gl(SentryToken, "sntrys_eyJpYXQiO", B64, 60, 1000, &[], 4.5),
+        gl(SettlemintToken, "sm_aat_", Alnum, 16, 16, &[], 3.0),
+        gl(SettlemintToken, "sm_pat_", Alnum, 16, 16, &[], 3.0),
+        gl(SettlemintToken, "sm_sat_", Alnum, 16, 16, &[], 3.0),
+        gl(ShippoToken, "shippo_live_", Hex, 40, 40, &[], 2.0),
+        gl(ShippoToken, "shippo_test_", Hex, 40, 40, &[], 2.0),
+        gl(SourcegraphToken, "sgp_local_", Hex, 40, 40, &[], 3.0),
+        gl(SourcegraphToken, "sgp_", Hex, 40, 40, &[], 3.0),
+        gl(SourcegraphToken, "sgp_", Hex, 16, 16, &[seg(b'_', Hex, 40, 40)], 3.0),
+        gl(SquareToken, "sq0atp-", WordDash, 22, 60, &[], 2.0),
+        gl(SquareToken, "sq0csp-", WordDash, 43, 43, &[], 2.0),
+        gl(SquareToken, "EAAA", WordDash, 22, 60, &[], 2.0),
+        gl(VaultToken, "hvs.", WordDash, 90, 120, &[], 3.5),
+        gl(VaultToken, "hvb.", WordDash, 138, 300, &[], 4.0),
     ]
 };
+
+/// Shannon entropy of `s` in bits per byte.
+fn entropy(s: &[u8]) -> f32 {
+    let mut counts = [0u32; 256];
+    for &b in s {
+        counts[usize::from(b)] += 1;
+    }
+    let n = s.len() as f32;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f32 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
 
 /// What a literal prefix introduces.
 #[derive(Clone, Copy)]
@@ -152,6 +344,8 @@ enum Anchor {
     Jwt,
     Bearer,
     PrivateKey,
+    /// `bc1…` (bech32) or `0x…` (Ethereum) wallet addresses.
+    Wallet,
 }
 
 const BEARER_PREFIXES: [&str; 3] = ["Bearer ", "bearer ", "BEARER "];
@@ -162,6 +356,12 @@ pub(super) struct Anchors {
     bigrams: Vec<u8>,
     /// Prefixes sharing their first two bytes, longest first.
     groups: Vec<Vec<(&'static [u8], Anchor)>>,
+    /// Whether words starting with `1` or `3` are checked as legacy Bitcoin addresses.
+    base58: bool,
+    /// Per group, the third bytes its prefixes allow (a 128-bit set; all of them if a prefix
+    /// has only two bytes): `da`ta, `pa`th or `op`eration start a group's bigram but not its
+    /// prefixes, and are ruled out here without a call.
+    thirds: Vec<u128>,
 }
 
 impl Anchors {
@@ -180,6 +380,10 @@ impl Anchors {
         if enabled[Detector::PrivateKey as usize] {
             prefixes.push(("-----BEGIN ", Anchor::PrivateKey));
         }
+        let base58 = enabled[Detector::CryptoWallet as usize];
+        if base58 {
+            prefixes.extend(["bc1", "BC1", "0x"].map(|p| (p, Anchor::Wallet)));
+        }
         let mut bigrams = vec![0u8; 128 * 128];
         let mut groups: Vec<Vec<(&'static [u8], Anchor)>> = Vec::new();
         for (prefix, anchor) in prefixes {
@@ -194,11 +398,35 @@ impl Anchors {
         for group in &mut groups {
             group.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         }
-        Anchors { bigrams, groups }
+        let thirds = groups
+            .iter()
+            .map(|group| {
+                group.iter().fold(0u128, |set, (p, _)| match p.get(2) {
+                    Some(&c) if c < 128 => set | 1 << c,
+                    _ => u128::MAX,
+                })
+            })
+            .collect();
+        Anchors {
+            bigrams,
+            groups,
+            base58,
+            thirds,
+        }
+    }
+
+    /// Whether the third byte `c` (if any) can continue a prefix of `group`.
+    #[inline]
+    fn third_ok(&self, group: u8, c: Option<&u8>) -> bool {
+        let set = self.thirds[usize::from(group) - 1];
+        match c {
+            Some(&c) if c < 128 => set & (1 << c) != 0,
+            _ => set == u128::MAX,
+        }
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.groups.is_empty() && !self.base58
     }
 
     /// The group of prefixes whose first two bytes are `s[i..i + 2]`, if any (0: none).
@@ -215,8 +443,9 @@ impl Anchors {
 /// or digit), so only word starts are looked at, and the rest of each word is skipped with one
 /// class test per byte; the bigram table rules out nearly all word starts with one lookup.
 #[inline(never)]
-pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], hits: &mut Vec<Hit>) {
+pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], cx: &mut Cx, want: Want, mac: u8, hits: &mut Vec<Hit>) {
     let n = s.len();
+    let any_run = want.any();
     let mut i = 0;
     while i < n {
         let b = s[i];
@@ -224,20 +453,73 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], hits: &mut Vec<Hit>) {
             i += 1;
             continue;
         }
-        // `i` starts a word (or a run of dashes, for `-----BEGIN`).
+        // `i` starts a word (or a run of dashes, for `-----BEGIN`). A word that starts with
+        // a digit, or with one or two capitals and a digit, may be an identifier.
+        if any_run {
+            // A run continuing a dashed, dotted or slashed token (`…-4061-b311`, `1.2.3`) starts
+            // no shape.
+            let continues = i >= 2 && matches!(s[i - 1], b'-' | b'.' | b'/' | b'+') && is_alnum(s[i - 2]);
+            let digit_at = if continues {
+                None
+            } else if is_digit(b) {
+                Some(i)
+            } else if b.is_ascii_uppercase() {
+                match (s.get(i + 1), s.get(i + 2)) {
+                    (Some(&c), _) if is_digit(c) => Some(i + 1),
+                    (Some(&c), Some(&d)) if c.is_ascii_uppercase() && is_digit(d) => Some(i + 2),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            if let Some(d) = digit_at
+                && let Some(resume) = run_at(s, d, cx, want, hits)
+            {
+                i = resume;
+                continue;
+            }
+        }
+        // `00:1a:…`, `00-1A-…` (`mac & 1`), `001a.2b3c.4d5e` (`mac & 2`).
+        if mac != 0
+            && is_hex(b)
+            && ((mac & 1 != 0 && matches!(s.get(i + 2), Some(b':' | b'-')))
+                || (mac & 2 != 0 && s.get(i + 4) == Some(&b'.')))
+            && let Some(resume) = mac_at(s, i, hits)
+        {
+            i = resume;
+            continue;
+        }
         let group = anchors.group_at(s, i);
         if group != 0
+            && anchors.third_ok(group, s.get(i + 2))
             && let Some(resume) = anchored_at(anchors, group, s, i, hits)
         {
             i = resume;
             continue;
         }
+        let start = i;
         i += 1;
         if b != b'-' {
             while i < n && is_alnum(s[i]) {
                 i += 1;
             }
+            if matches!(b, b'1' | b'3') && (25..=34).contains(&(i - start)) && anchors.base58 {
+                base58_word(s, start, i, hits);
+            }
         }
+    }
+}
+
+/// A legacy Bitcoin address is a word of 25–34 base58 characters after `1` or `3`: check
+/// the word `s[start..end]`. Out of line, like [`anchored_at`].
+#[inline(never)]
+fn base58_word(s: &[u8], start: usize, end: usize, hits: &mut Vec<Hit>) {
+    if s.get(end) != Some(&b'_') && super::pii::base58check(&s[start..end]) {
+        hits.push(Hit {
+            start,
+            end,
+            detector: Detector::CryptoWallet,
+        });
     }
 }
 
@@ -248,7 +530,12 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], hits: &mut Vec<Hit>) {
 #[inline(never)]
 fn anchored_at(anchors: &Anchors, group: u8, s: &[u8], i: usize, hits: &mut Vec<Hit>) -> Option<usize> {
     for &(prefix, anchor) in &anchors.groups[usize::from(group) - 1] {
-        if !s[i..].starts_with(prefix) {
+        // The bigram is known to match; compare the rest of the prefix byte by byte (a
+        // `memcmp` call costs more than these few bytes).
+        if !prefix
+            .get(2..)
+            .is_none_or(|rest| s.get(i + 2..i + prefix.len()).is_some_and(|t| t.iter().eq(rest)))
+        {
             continue;
         }
         let end = i + prefix.len();
@@ -257,6 +544,7 @@ fn anchored_at(anchors: &Anchors, group: u8, s: &[u8], i: usize, hits: &mut Vec<
             Anchor::Jwt => match_jwt(s, i),
             Anchor::Bearer => match_bearer(s, end),
             Anchor::PrivateKey => match_private_key(s, i, end),
+            Anchor::Wallet => match_wallet(s, i),
         };
         if let Some(hit) = hit {
             hits.push(hit);
@@ -269,19 +557,61 @@ fn anchored_at(anchors: &Anchors, group: u8, s: &[u8], i: usize, hits: &mut Vec<
 }
 
 /// `start` is a word start (see [`scan_anchored`]); `body` is where the prefix ends.
+///
+/// The body is read at most `max + 1` bytes far, so one attempt costs O(max) whatever follows:
+/// reading each candidate's run to its end made `AccountKey=` or `sk-` repeated over a long
+/// string quadratic (every repetition is a new candidate whose run reaches the end).
 fn match_token(rule: &TokenRule, s: &[u8], start: usize, body: usize) -> Option<Hit> {
+    // A run followed by a segment without a separator is read at most `max` far (the next
+    // segment may continue in the same charset); otherwise `max + 1`, to see it is too long.
+    let glued = rule.then.first().is_some_and(|g| g.sep == 0);
+    let limit = s.len().min(body.saturating_add(rule.max + usize::from(!glued)));
     let mut end = body;
-    while end < s.len() && rule.body.contains(s[end]) {
+    while end < limit && rule.body.contains(s[end]) {
         end += 1;
     }
     // Trailing sentence punctuation is not part of a dotted token.
     if matches!(rule.body, Charset::Path) {
+        if end == limit {
+            // Over-long unless all that follows in the run is trailing punctuation. Only `.`
+            // and `=` are read here, and they start no word, so no byte is read by more than
+            // the few candidates within `max` bytes before it.
+            while end < s.len() && matches!(s[end], b'.' | b'=') {
+                end += 1;
+            }
+            if end < s.len() && rule.body.contains(s[end]) {
+                return None;
+            }
+        }
         while end > body && matches!(s[end - 1], b'.' | b'=') {
             end -= 1;
         }
     }
     let len = end - body;
-    if len < rule.min || len > rule.max || s.get(end).is_some_and(|&b| is_alnum(b)) {
+    if len < rule.min || len > rule.max {
+        return None;
+    }
+    for (k, part) in rule.then.iter().enumerate() {
+        if part.sep != 0 {
+            if s.get(end) != Some(&part.sep) {
+                return None;
+            }
+            end += 1;
+        }
+        let glued = rule.then.get(k + 1).is_some_and(|g| g.sep == 0);
+        let from = end;
+        let limit = s.len().min(from + part.max + usize::from(!glued));
+        while end < limit && part.set.contains(s[end]) {
+            end += 1;
+        }
+        if !(part.min..=part.max).contains(&(end - from)) {
+            return None;
+        }
+    }
+    if s.get(end).is_some_and(|&b| is_alnum(b)) {
+        return None;
+    }
+    if rule.entropy > 0.0 && entropy(&s[start..end]) < rule.entropy {
         return None;
     }
     let start = if rule.mask_prefix { start } else { body };
@@ -289,6 +619,22 @@ fn match_token(rule: &TokenRule, s: &[u8], start: usize, body: usize) -> Option<
         start,
         end,
         detector: rule.detector,
+    })
+}
+
+/// A `bc1…` or `0x…` wallet address: the whole word, checksum-checked (bech32).
+fn match_wallet(s: &[u8], start: usize) -> Option<Hit> {
+    let mut end = start;
+    while end < s.len() && end - start <= 90 && is_alnum(s[end]) {
+        end += 1;
+    }
+    let word = &s[start..end];
+    let valid = !s.get(end).is_some_and(|&b| is_alnum(b) || b == b'_')
+        && (super::pii::bech32(word) || super::pii::ethereum(word));
+    valid.then_some(Hit {
+        start,
+        end,
+        detector: Detector::CryptoWallet,
     })
 }
 
@@ -495,6 +841,34 @@ mod tests {
         ] {
             assert_nothing(decoy);
         }
+    }
+
+    #[test]
+    fn bounded_reads_keep_the_length_rules() {
+        // The body is read at most `max + 1` bytes far; what matches must not change.
+        let body = "a".repeat(70);
+        assert_finds("sendgrid_key", &format!("SG.{body}... next"), &format!("SG.{body}"));
+        assert_finds(
+            "sendgrid_key",
+            &format!("SG.{}.", "b".repeat(80)),
+            &format!("SG.{}", "b".repeat(80)),
+        );
+        assert_finds(
+            "sendgrid_key",
+            &format!("SG.{}{}", "b".repeat(80), ".".repeat(300)),
+            &format!("SG.{}", "b".repeat(80)),
+        );
+        assert_nothing(&format!("SG.{}", "b".repeat(81)));
+        assert_nothing(&format!("SG.{}...x", "b".repeat(80)));
+        assert_nothing(&format!("ghp_{}", "a".repeat(256)));
+        assert_finds(
+            "github_token",
+            &format!("ghp_{} x", "a".repeat(255)),
+            &format!("ghp_{}", "a".repeat(255)),
+        );
+        let key = "A".repeat(88);
+        assert_finds("azure_storage_key", &format!("AccountKey={key};"), &key);
+        assert_nothing(&format!("AccountKey={}", "A".repeat(101)));
     }
 
     #[test]
