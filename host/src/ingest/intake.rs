@@ -110,17 +110,21 @@ pub async fn read_body(
         return Err(too_large());
     }
     let mut hold = budget.hold();
-    // A declared length is held up front; a chunked body as it arrives.
-    if let Some(n) = declared {
-        hold.take(n)?;
-    }
+    // A declared length is held up front; a chunked body as it arrives. A body the budget
+    // cannot hold is still read to its end, into nothing, before the 503 goes out: an HTTP/1.1
+    // client still sending its body would otherwise see a reset instead of the answer.
+    let mut refused = match declared {
+        Some(n) => hold.take(n).err(),
+        None => None,
+    };
     let started = tokio::time::Instant::now();
     let base = Duration::from_millis(limits.body_timeout_ms);
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(limits.max_body_bytes));
     let mut body = body;
+    let mut received = 0usize;
     loop {
         // One more second for every `min_body_rate` bytes received.
-        let earned = Duration::from_secs_f64(buf.len() as f64 / limits.min_body_rate as f64);
+        let earned = Duration::from_secs_f64(received as f64 / limits.min_body_rate as f64);
         let frame = match tokio::time::timeout_at(started + base + earned, body.frame()).await {
             Err(_) => {
                 return Err(ApiError::new(
@@ -136,15 +140,22 @@ pub async fn read_body(
             Ok(Some(Ok(frame))) => frame,
         };
         let Ok(chunk) = frame.into_data() else { continue };
-        if buf.len() + chunk.len() > limits.max_body_bytes {
+        received += chunk.len();
+        if received > limits.max_body_bytes {
             return Err(too_large());
         }
-        if declared.is_none() {
-            hold.take(chunk.len())?;
+        if refused.is_none() && declared.is_none() {
+            refused = hold.take(chunk.len()).err();
         }
-        buf.extend_from_slice(&chunk);
+        // Once refused, what arrives is counted (for the size limit and the rate), not kept.
+        if refused.is_none() {
+            buf.extend_from_slice(&chunk);
+        }
     }
-    Ok((buf.freeze(), hold))
+    match refused {
+        Some(error) => Err(error),
+        None => Ok((buf.freeze(), hold)),
+    }
 }
 
 #[cfg(test)]
