@@ -7,8 +7,15 @@
 //! A `503` is retried after its `Retry-After` (capped at 1 s) and counted; its latency is not a
 //! sample, the retried request's is measured from its last send.
 //!
+//! With `--rate N` the load is open-loop: request `i` is due at `i × batch / N` seconds after
+//! the start, whatever happened to earlier requests, and its latency is counted from when it was
+//! due (not from when a free connection got to send it), so a server that falls behind shows
+//! it in the percentiles instead of slowing the generator down (no coordinated omission). The
+//! connections bound how many requests are in flight; too few for the rate show up as latency.
+//!
 //! ```text
 //! AUDITFLOW_TOKEN=… loadgen --url http://127.0.0.1:8080 --events 100000 --batch 500 --connections 8
+//! AUDITFLOW_TOKEN=… loadgen --events 100000 --batch 100 --connections 16 --rate 10000
 //! ```
 
 use std::path::PathBuf;
@@ -48,6 +55,10 @@ struct Args {
     /// Fresh event ids: `v4` (random, like the dev set) or `v7` (time-ordered).
     #[arg(long, default_value = "v4")]
     ids: IdKind,
+    /// Hold this many events per second (open loop; latency counted from each request's due
+    /// time). Default: as fast as the connections go (closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 /// What one connection saw.
@@ -66,6 +77,11 @@ async fn main() -> Result<()> {
     if args.batch == 0 || args.connections == 0 {
         bail!("--batch and --connections must be at least 1");
     }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate must be a positive number of events per second");
+    }
+    // Seconds between two requests' due times under --rate.
+    let interval = args.rate.map(|r| args.batch as f64 / r);
     let lines = synth_lines(&args.input, args.events, args.ids).map_err(anyhow::Error::msg)?;
     let bodies: Arc<Vec<Bytes>> = Arc::new(lines.chunks(args.batch).map(|c| Bytes::from(c.join("\n"))).collect());
     drop(lines);
@@ -89,7 +105,7 @@ async fn main() -> Result<()> {
             Arc::clone(&next),
         );
         tasks.push(tokio::spawn(async move {
-            connection(client, endpoint, token, bodies, next).await
+            connection(client, endpoint, token, bodies, next, started, interval).await
         }));
     }
     let mut total = Tally::default();
@@ -113,12 +129,13 @@ async fn main() -> Result<()> {
                 "events": total.acked_events, "duplicates": total.duplicates, "seconds": elapsed,
                 "events_per_sec": rate, "p50_ms": pct(50.0), "p99_ms": pct(99.0),
                 "requests": total.latencies_us.len(), "retries_503": total.retries_503, "errors": total.errors,
-                "batch": args.batch, "connections": args.connections
+                "batch": args.batch, "connections": args.connections, "target_rate": args.rate
             })
         );
     } else {
+        let target = args.rate.map_or(String::new(), |r| format!(" (target {r:.0}/s)"));
         println!(
-            "{} events acked in {elapsed:.2} s: {rate:.0} events/s; ack latency p50 {:.1} ms, p99 {:.1} ms \
+            "{} events acked in {elapsed:.2} s: {rate:.0} events/s{target}; ack latency p50 {:.1} ms, p99 {:.1} ms \
              ({} requests of {}, {} connections; {} duplicates, {} retried 503s, {} errors)",
             total.acked_events,
             pct(50.0),
@@ -137,22 +154,33 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// One connection: take the next body, post it until acknowledged, repeat.
+/// One connection: take the next body, (under `--rate`, wait for its due time,) post it until
+/// acknowledged, repeat.
 async fn connection(
     client: reqwest::Client,
     endpoint: String,
     token: String,
     bodies: Arc<Vec<Bytes>>,
     next: Arc<AtomicUsize>,
+    started: Instant,
+    interval: Option<f64>,
 ) -> Result<Tally> {
     let mut tally = Tally::default();
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(body) = bodies.get(i) else { return Ok(tally) };
+        let due = interval.map(|s| started + Duration::from_secs_f64(s * i as f64));
+        if let Some(due) = due {
+            tokio::time::sleep_until(due.into()).await;
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let sent = Instant::now();
+            // Open loop: from the due time, so waiting for a free connection counts.
+            let sent = match due {
+                Some(due) if attempts == 1 => due,
+                _ => Instant::now(),
+            };
             let resp = client
                 .post(&endpoint)
                 .bearer_auth(&token)
