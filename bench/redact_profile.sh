@@ -5,7 +5,7 @@
 # host lowering and lifting the batch; for native: cloning and dropping the events).
 #
 #   bench/redact_profile.sh            # cases: native wasm wasm_no_epoch
-#   bench/redact_profile.sh native wasm wasm_passthrough wasm_inbound_only   # + lower bounds
+#   bench/redact_profile.sh native wasm wasm_v10 wasm10_passthrough wasm11_touch_two   # + floors
 #
 # Needs `perf` (Debian: linux-perf). Per-case times come from a criterion run of the same
 # binary right after the profiles, so shares and times are from one build on one machine.
@@ -80,12 +80,12 @@ if "native" in code_us:
     for case in cases:
         if case != "native" and code_us.get(case):
             print(f"redaction code, {case} / native: {code_us[case] / code_us['native']:.2f}x")
-    # A lower bound on wasm / native: the boundary (a plugin that does nothing) plus guest
-    # redaction code no faster than the native build's. `wasm_passthrough` lifts every event
-    # back (contract 1.0's keep(event)); `wasm_inbound_only` lifts nothing back (the floor of
-    # a contract with per-field patch outcomes, when no event changes).
+    # A lower bound on wasm / native: the boundary (a plugin that does next to nothing) plus
+    # guest redaction code no faster than the native build's. `wasm10_passthrough` moves whole
+    # records in and out (contract 1.0); `wasm11_touch_two` packs two fields and takes one
+    # patch per event back (contract 1.1).
     native = times.get("native")
-    for floor in ("wasm_passthrough", "wasm_inbound_only"):
+    for floor in ("wasm10_passthrough", "wasm11_touch_two"):
         if native and floor in times:
             bound = (times[floor] + code_us["native"]) / native
             print(f"lower bound on wasm / native via {floor}: "

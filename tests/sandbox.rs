@@ -243,7 +243,7 @@ fn plugin_for_another_major_version_is_refused() {
     let (ok, _, err) = cli(&["validate", "--config", path.to_str().unwrap()]);
     assert!(!ok);
     assert!(
-        err.contains("auditflow:plugin@2.0.0") && err.contains("auditflow:plugin@1.0.0"),
+        err.contains("auditflow:plugin@2.0.0") && err.contains("auditflow:plugin@1.1.0"),
         "{err}"
     );
 }

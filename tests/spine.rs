@@ -423,3 +423,120 @@ fn dev_set_files_are_what_the_generator_makes() {
         "labels differ"
     );
 }
+
+/// The quick start with its redact stage swapped for `redact_plugin` and the 1.0 test plugin
+/// drop-marker between redact and enrich, so 1.0 and 1.1 plugins run in one pipeline.
+fn mixed_contract_config(redact_plugin: &str, extra: &str) -> String {
+    let marker = auditflow_artifacts::path("drop-marker").display().to_string();
+    let config = quickstart_config().replace(
+        "plugin = \"redact\"          # the built-in reference redactor",
+        &format!("plugin = {redact_plugin:?}"),
+    );
+    assert!(
+        config.contains(&format!("plugin = {redact_plugin:?}")),
+        "quickstart.toml changed"
+    );
+    config.replace(
+        "[[stages]]\nname = \"enrich\"",
+        &format!(
+            "[[stages]]\nname = \"marker\"\nplugin = {marker:?}\non_error = \"quarantine\"\n\n{extra}[[stages]]\nname = \"enrich\""
+        ),
+    )
+}
+
+/// A row without what the store adds (sequence, chain, receive time): the event as stored.
+fn event_of(mut row: Value) -> Value {
+    let obj = row.as_object_mut().unwrap();
+    for store_only in ["seq", "received_at", "hash", "prev_hash", "chain", "lane"] {
+        obj.remove(store_only);
+    }
+    row
+}
+
+/// Contract 1.0 and 1.1 side by side: the reference redactor built for each (`redact-v10` is
+/// the same code exported as a 1.0 `stage`), each in a pipeline with a 1.0 plugin (drop-marker)
+/// and a 1.1 plugin (enrich), store the same rows for 1 000 dev-set events plus the examples;
+/// and a 1.1 plugin that reads two fields and patches one (touch-two) changes exactly that field.
+#[tokio::test(flavor = "multi_thread")]
+async fn contracts_1_0_and_1_1_store_the_same_rows() {
+    let mut body = dev_lines()[..1000].join("\n");
+    body.push('\n');
+    body.push_str(&std::fs::read_to_string(workspace().join("examples/events.ndjson")).unwrap());
+    let v10 = auditflow_artifacts::path("redact-v10").display().to_string();
+
+    let mut stored = Vec::new();
+    for redact in [v10.as_str(), "redact"] {
+        let server = TestServer::start(&mixed_contract_config(redact, ""));
+        let (status, ack) = post(&server, body.clone().into_bytes(), "application/x-ndjson").await;
+        assert_eq!(status, 200, "{ack}");
+        // The examples are dev-set events too: some are duplicates of the first 1 000.
+        assert_eq!(
+            ack["accepted"].as_u64().unwrap() + ack["duplicates"].as_u64().unwrap(),
+            1021
+        );
+        let mut rows: Vec<Value> = stored_rows(&server).into_iter().map(event_of).collect();
+        assert_eq!(rows.len() as u64, ack["accepted"].as_u64().unwrap());
+        rows.sort_by_key(|r| r["event_id"].as_str().unwrap().to_owned());
+        stored.push(rows);
+    }
+    assert_eq!(stored[0].len(), stored[1].len());
+    assert!(stored[0].len() >= 1000);
+    for (a, b) in stored[0].iter().zip(&stored[1]) {
+        assert_eq!(a, b, "contract 1.0 and 1.1 redactors stored different rows");
+    }
+    // Redaction did happen (the comparison is not between two unredacted copies).
+    let all = serde_json::to_string(&stored[1]).unwrap();
+    assert!(
+        all.contains("[REDACTED:ssn]") && all.contains("[HASH:"),
+        "no redaction seen"
+    );
+
+    // touch-two after the marker: tool_name becomes `<tool>@<len(actor.id)>`, nothing else moves.
+    let touch = auditflow_artifacts::path("touch-two").display().to_string();
+    let extra = format!("[[stages]]\nname = \"touch\"\nplugin = {touch:?}\non_error = \"reject\"\n\n");
+    let server = TestServer::start(&mixed_contract_config("redact", &extra));
+    let (status, ack) = post(&server, body.clone().into_bytes(), "application/x-ndjson").await;
+    assert_eq!(status, 200, "{ack}");
+    let mut touched: Vec<Value> = stored_rows(&server).into_iter().map(event_of).collect();
+    touched.sort_by_key(|r| r["event_id"].as_str().unwrap().to_owned());
+    let mut changed = 0;
+    for (before, after) in stored[1].iter().zip(&touched) {
+        let mut expect = before.clone();
+        if let Some(tool) = before["tool_name"].as_str() {
+            let actor = before["actor"]["id"].as_str().map_or(0, str::len);
+            expect["tool_name"] = json!(format!("{tool}@{actor}"));
+            changed += 1;
+        }
+        assert_eq!(&expect, after);
+    }
+    assert!(changed > 500, "only {changed} events had a tool name");
+}
+
+/// A 1.1 plugin's patch is checked like a 1.0 plugin's whole record: `decision = "maybe"`
+/// breaks the contract, which is the plugin's fault, not the sender's: under `on_error =
+/// "reject"` the request gets a 500 naming the stage, nothing is stored, and the breach is
+/// counted as `kind="contract"`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patch_that_breaks_the_contract_is_refused() {
+    let touch = auditflow_artifacts::path("touch-two").display().to_string();
+    let extra = format!(
+        "[[stages]]\nname = \"touch\"\nplugin = {touch:?}\non_error = \"reject\"\n\n[stages.config]\npatch = \"bad-decision\"\n\n"
+    );
+    let server = TestServer::start(&mixed_contract_config("redact", &extra));
+    let events = std::fs::read(workspace().join("examples/events.ndjson")).unwrap();
+    let (status, answer) = post(&server, events, "application/x-ndjson").await;
+    assert_eq!(status, 500, "{answer}");
+    let text = answer.to_string();
+    assert!(
+        text.contains("stage `touch`") && text.contains("broke the contract"),
+        "{text}"
+    );
+    assert!(stored_rows(&server).is_empty());
+    let metrics = server.metrics().await;
+    let breaches = sample(
+        &metrics,
+        "auditflow_stage_call_failures_total",
+        &["stage=\"touch\"", "kind=\"contract\""],
+    );
+    assert!(breaches >= 1.0, "{metrics}");
+}

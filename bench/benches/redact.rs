@@ -1,103 +1,98 @@
-//! The redact stage's cost per event: the reference redactor as a Wasm component called
-//! through the plugin host, next to the same redaction code compiled natively, on the same
-//! batch of 256 dev-set events, in one run. `wasm_passthrough` is the floor under the Wasm
-//! figure: a plugin that keeps every event unchanged (tests/plugins/drop-marker), i.e. what
-//! moving the batch across the boundary and back costs under the current contract.
-//! `wasm_inbound_only` runs that plugin on the same batch with every event marked `drop_me`,
-//! so every outcome is a bare `drop` and nothing is lifted back: what moving the batch *in*
-//! costs, i.e. the floor of any contract that still lowers every typed field (a contract with
-//! per-field patch outcomes, say) when no event is changed.
-//! `native_mask`/`wasm_mask` mask the actor instead of hashing it, to show what the keyed
-//! HMAC-SHA256 costs on each side. `wasm_no_epoch` runs the same Wasm redactor on an engine
-//! without epoch checks: what the sandbox's interruptibility costs. It is a measurement only;
-//! auditflow itself never runs plugins that way (a looping plugin could not be stopped).
+//! What a stage costs the server per event, on one batch of 256 dev-set events, in one run:
+//! each Wasm case is a one-stage [`Pipeline`] run on a copy of the batch (`Pipeline::run`:
+//! handing the events to the plugin in its contract's form, the guest's work, checking and
+//! applying what came back, the end-of-chain checks), exactly the path a request takes.
+//!
+//! - `clone_only`: copying the batch, which every case below includes (the floor).
+//! - `native`: the reference redactor compiled natively, on a copy of the batch.
+//! - `wasm`: the same redactor as the built-in Wasm stage (contract 1.1: the fields it reads
+//!   packed into one buffer, patches back).
+//! - `wasm_v10`: the same redactor code exported on contract 1.0 (whole records in and out),
+//!   so the two contracts are compared on the same work.
+//! - `wasm10_passthrough`: a 1.0 plugin that keeps every event unchanged (drop-marker): the
+//!   floor of any 1.0 stage.
+//! - `wasm11_touch_two`: a 1.1 plugin that reads two fields and changes one per event
+//!   (touch-two): the boundary target of the performance issue.
+//! - `native_mask`/`wasm_mask`: the actor masked instead of hashed, to show what the keyed
+//!   HMAC-SHA256 costs on each side.
+//! - `wasm_no_epoch`: the Wasm redactor on an engine without epoch checks: what the sandbox's
+//!   interruptibility costs. A measurement only; auditflow never runs plugins that way.
 //!
 //!   cargo bench -p auditflow-bench --bench redact
 
-use std::collections::BTreeMap;
-
+use auditflow::config::Config;
+use auditflow::event::Event;
+use auditflow::pipeline::Pipeline;
 use auditflow::plugin::bindings::to_wit;
-use auditflow::plugin::host::StageContext;
-use auditflow::plugin::{EngineOptions, InstanceLimits, PluginEngine, TransformPool};
+use auditflow::plugin::{EngineOptions, PluginEngine};
 use auditflow_bench::{dev_events, to_sdk};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH: usize = 256;
 
+/// A pipeline of one stage running `plugin` (built-in name or path) with `config` (TOML).
+fn pipeline(rt: &tokio::runtime::Runtime, engine: &PluginEngine, plugin: &str, config: &str) -> Pipeline {
+    let text = format!(
+        "[storage]\nurl = \"sqlite://unused.db\"\n\n[pipeline]\nbatch_size = {BATCH}\n\n\
+         [[stages]]\nname = \"bench\"\nplugin = {plugin:?}\ninstances = 1\n\n[stages.config]\n{config}\n"
+    );
+    let config = Config::parse(&text).unwrap_or_else(|e| panic!("bench config: {e:?}"));
+    let pipeline = rt.block_on(Pipeline::build(&config, engine)).unwrap();
+    assert_eq!(pipeline.stages().len(), 1);
+    pipeline
+}
+
 /// The quick start's redaction: the actor pseudonymised with keyed HMAC-SHA256.
-fn config() -> serde_json::Value {
-    serde_json::json!({ "fields": { "actor.id": "hash" }, "hash_key": "bench-key" })
-}
+const HASH: &str = "fields = { \"actor.id\" = \"hash\" }\nhash_key = \"bench-key\"";
+const HASH_JSON: &str = r#"{"fields": {"actor.id": "hash"}, "hash_key": "bench-key"}"#;
+/// The same with the actor masked: no hashing.
+const MASK: &str = "fields = { \"actor.id\" = \"mask\" }";
+const MASK_JSON: &str = r#"{"fields": {"actor.id": "mask"}}"#;
 
-/// The same with the actor masked: no hashing, to show what HMAC-SHA256 costs on each side
-/// (native SHA-256 uses the CPU's SHA instructions where it has them; Wasm cannot).
-fn mask_config() -> serde_json::Value {
-    serde_json::json!({ "fields": { "actor.id": "mask" } })
-}
-
-/// A warm single-instance pool of `plugin` (built-in name or path) initialised with `config`.
-fn pool(rt: &tokio::runtime::Runtime, engine: &PluginEngine, plugin: &str, config: String) -> TransformPool {
-    let component = engine.load(plugin, std::path::Path::new(".")).unwrap();
-    let context = StageContext {
-        stage: "bench".into(),
-        lookups: BTreeMap::new(),
-    };
-    let limits = InstanceLimits {
-        instances: 1,
-        ..InstanceLimits::default()
-    };
-    rt.block_on(TransformPool::new(engine, &component, context, config, limits))
-        .unwrap()
+fn run(rt: &tokio::runtime::Runtime, p: &Pipeline, events: &[Event]) -> usize {
+    let out = rt.block_on(p.run(events.to_vec())).expect("bench batch passes");
+    assert_eq!(out.kept.len(), events.len());
+    out.kept.len()
 }
 
 fn redact(c: &mut Criterion) {
     let events = dev_events(BATCH);
-    let wit: Vec<_> = events.iter().map(to_wit).collect();
-    let sdk: Vec<_> = wit.iter().map(to_sdk).collect();
-    // Same batch, every event marked for the passthrough plugin to drop ("drop_me" is 4 bytes
-    // shorter than the dev set's "tool_invoke"; one short string of ~12 per event).
-    let marked: Vec<_> = wit
-        .iter()
-        .cloned()
-        .map(|mut e| {
-            e.event_type = "drop_me".into();
-            e
-        })
-        .collect();
+    let sdk: Vec<_> = events.iter().map(|e| to_sdk(&to_wit(e))).collect();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let engine = PluginEngine::new().unwrap();
-    let wasm = pool(&rt, &engine, "redact", config().to_string());
-    let native = redact::Redactor::from_config(&config()).unwrap();
-    let wasm_mask = pool(&rt, &engine, "redact", mask_config().to_string());
-    let native_mask = redact::Redactor::from_config(&mask_config()).unwrap();
-    let marker = auditflow_artifacts::path("drop-marker").display().to_string();
-    let passthrough = pool(&rt, &engine, &marker, "{}".into());
+    let path = |name: &str| auditflow_artifacts::path(name).display().to_string();
+    let wasm = pipeline(&rt, &engine, "redact", HASH);
+    assert_eq!(wasm.stages()[0].contract(), "1.1");
+    let wasm_v10 = pipeline(&rt, &engine, &path("redact-v10"), HASH);
+    assert_eq!(wasm_v10.stages()[0].contract(), "1.0");
+    let native = redact::Redactor::from_config(&serde_json::from_str(HASH_JSON).unwrap()).unwrap();
+    let wasm_mask = pipeline(&rt, &engine, "redact", MASK);
+    let native_mask = redact::Redactor::from_config(&serde_json::from_str(MASK_JSON).unwrap()).unwrap();
+    let passthrough = pipeline(&rt, &engine, &path("drop-marker"), "");
+    let touch_two = pipeline(&rt, &engine, &path("touch-two"), "");
+    assert_eq!(touch_two.stages()[0].contract(), "1.1");
     let unchecked = PluginEngine::with_options(EngineOptions {
         epoch_interruption: false,
         ..EngineOptions::default()
     })
     .unwrap();
-    let wasm_no_epoch = pool(&rt, &unchecked, "redact", config().to_string());
+    let wasm_no_epoch = pipeline(&rt, &unchecked, "redact", HASH);
 
     let mut group = c.benchmark_group("redact_batch_256");
     group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("clone_only", |b| b.iter(|| events.to_vec()));
     group.bench_function("native", |b| b.iter(|| native.redact_batch(sdk.clone())));
-    group.bench_function("wasm", |b| b.to_async(&rt).iter(|| wasm.process(&wit)));
-    group.bench_function("wasm_passthrough", |b| {
-        b.to_async(&rt).iter(|| passthrough.process(&wit))
-    });
-    group.bench_function("wasm_inbound_only", |b| {
-        b.to_async(&rt).iter(|| passthrough.process(&marked))
-    });
+    group.bench_function("wasm", |b| b.iter(|| run(&rt, &wasm, &events)));
+    group.bench_function("wasm_v10", |b| b.iter(|| run(&rt, &wasm_v10, &events)));
+    group.bench_function("wasm10_passthrough", |b| b.iter(|| run(&rt, &passthrough, &events)));
+    group.bench_function("wasm11_touch_two", |b| b.iter(|| run(&rt, &touch_two, &events)));
     group.bench_function("native_mask", |b| b.iter(|| native_mask.redact_batch(sdk.clone())));
-    group.bench_function("wasm_mask", |b| b.to_async(&rt).iter(|| wasm_mask.process(&wit)));
-    group.bench_function("wasm_no_epoch", |b| {
-        b.to_async(&rt).iter(|| wasm_no_epoch.process(&wit))
-    });
+    group.bench_function("wasm_mask", |b| b.iter(|| run(&rt, &wasm_mask, &events)));
+    group.bench_function("wasm_no_epoch", |b| b.iter(|| run(&rt, &wasm_no_epoch, &events)));
     group.finish();
 }
 

@@ -14,9 +14,8 @@ use auditflow::config::{Config, Limits};
 use auditflow::event::{Decision, Event};
 use auditflow::ingest::body::BodyFormat;
 use auditflow::ingest::parse::parse_events;
-use auditflow::pipeline::Pipeline;
+use auditflow::pipeline::{Pipeline, StageOutcome};
 use auditflow::plugin::PluginEngine;
-use auditflow::plugin::bindings::{WitOutcome, from_wit, to_wit};
 use auditflow::server::{Server, shutdown_signal, storage_url};
 use auditflow::store::{self, Checkpointing, EventQuery};
 use auditflow::telemetry::{self, LogFormat, init_logging};
@@ -538,35 +537,28 @@ async fn plugin_test(config_path: &Path, stage_name: &str, input: &Path) -> Resu
     let engine = PluginEngine::for_config(&config)?;
     let pipeline = Pipeline::build(&config, &engine).await?;
     let stage = &pipeline.stages()[0];
-    let wit: Vec<_> = events.iter().map(to_wit).collect();
-    let outcomes = stage.process_raw(&wit).await?;
+    let outcomes = stage.process_events(events.clone()).await?;
     let (mut changed, mut dropped, mut failed) = (0, 0, 0);
     for (event, outcome) in events.iter().zip(outcomes) {
         match outcome {
-            WitOutcome::Drop => {
+            StageOutcome::Drop => {
                 dropped += 1;
                 println!("event {}: dropped", event.event_id);
             }
-            WitOutcome::Error(msg) => {
+            StageOutcome::Error(msg) => {
                 failed += 1;
                 println!("event {}: error: {msg}", event.event_id);
             }
-            WitOutcome::Keep(after) => match from_wit(after, event) {
-                Err(msg) => {
-                    failed += 1;
-                    println!("event {}: contract error: {msg}", event.event_id);
-                }
-                Ok(after) => {
-                    let diff = diff_events(event, &after);
-                    if !diff.is_empty() {
-                        changed += 1;
-                        println!("event {}:", event.event_id);
-                        for line in diff {
-                            println!("  {line}");
-                        }
+            StageOutcome::Keep(after) => {
+                let diff = diff_events(event, &after);
+                if !diff.is_empty() {
+                    changed += 1;
+                    println!("event {}:", event.event_id);
+                    for line in diff {
+                        println!("  {line}");
                     }
                 }
-            },
+            }
         }
     }
     println!(

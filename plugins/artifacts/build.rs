@@ -20,6 +20,14 @@ const PLUGINS: &[(&str, bool)] = &[
     ("drop-marker", false),
     ("hostile", false),
     ("contract-v2", false),
+    ("touch-two", false),
+];
+
+/// Builds of a package with features, into their own target directory (features would
+/// otherwise unify with the build above), copied in as `<name>.wasm`: (name, package, features).
+const VARIANTS: &[(&str, &str, &str)] = &[
+    // The reference redactor on contract 1.0, to compare with its 1.1 build in the tests.
+    ("redact-v10", "redact", "contract-1-0"),
 ];
 
 fn main() {
@@ -58,12 +66,35 @@ fn main() {
     assert!(status.success(), "building the wasm plugins failed: {cmd:?}");
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
+    for (name, package, features) in VARIANTS {
+        let variant_dir = target_dir.with_file_name(format!("plugins-{name}"));
+        let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cmd.current_dir(&root)
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--package", package])
+            .args(["--features", features])
+            .env("CARGO_TARGET_DIR", &variant_dir)
+            .env("RUSTFLAGS", rustflags())
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET");
+        let status = cmd.status().expect("run cargo for a plugin variant");
+        assert!(
+            status.success(),
+            "building the wasm plugin variant {name} failed: {cmd:?}"
+        );
+        let built = wasm_path(&variant_dir.join("wasm32-wasip2").join("release"), package);
+        std::fs::copy(&built, wasm_path(&wasm_dir, name))
+            .unwrap_or_else(|e| panic!("copy {} into {}: {e}", built.display(), wasm_dir.display()));
+    }
     let mut generated = String::new();
     generated.push_str(&format!(
         "/// Directory holding every compiled plugin.\npub const WASM_DIR: &str = {:?};\n",
         wasm_dir.display().to_string()
     ));
     generated.push_str("/// Plugins embedded in the host binary, by name.\npub const BUILTIN: &[(&str, &[u8])] = &[\n");
+    for name in VARIANTS.iter().map(|(name, _, _)| name) {
+        let file = wasm_path(&wasm_dir, name);
+        assert!(file.exists(), "missing {}", file.display());
+    }
     for (package, builtin) in PLUGINS {
         let file = wasm_path(&wasm_dir, package);
         assert!(file.exists(), "missing {}", file.display());

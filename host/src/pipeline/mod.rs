@@ -1,18 +1,23 @@
 //! The stage chain: runs every event of a request through the configured Wasm stages, in
 //! order, in batches, and applies each stage's error policy.
 //!
-//! Events are converted to the WIT record once on the way in and checked once on the way out,
-//! not per stage, so a chain of N stages costs one conversion, not N.
+//! A stage is a contract 1.0 plugin (whole WIT records in and out) or a 1.1 plugin (the fields
+//! it asked for packed into one buffer, per-field patches back); the host prefers 1.1. Between
+//! stages the event stays canonical ([`flowing`]); metadata a stage sent back is parsed once, at
+//! the end of the chain.
 
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ErrorPolicy, StageConfig, StageRole};
 use crate::event::Event;
-use crate::plugin::bindings::{WitEvent, WitOutcome, from_wit, to_wit};
+use crate::plugin::bindings::{Patchable, Verdicts, WitEvent, WitOutcome};
+use crate::plugin::engine::WorldKind;
 use crate::plugin::host::StageContext;
-use crate::plugin::{InstanceLimits, PluginEngine, PluginError, TransformPool};
+use crate::plugin::{BatchPool, InstanceLimits, PluginEngine, PluginError, TransformPool};
 
+pub(crate) mod flowing;
 pub mod metrics;
+use flowing::{Change, Flowing, check_object_text, check_patch, pack};
 pub use metrics::StageMetrics;
 
 /// One configured stage.
@@ -24,14 +29,59 @@ pub struct Stage {
     pub instances: usize,
     /// Wall-clock budget of one call (`timeout_ms`).
     pub timeout: Duration,
-    pool: TransformPool,
+    pool: StagePool,
     metrics: StageMetrics,
 }
 
+/// How a stage's plugin is called.
+enum StagePool {
+    /// Contract 1.0: whole records.
+    Whole(TransformPool),
+    /// Contract 1.1: packed fields, patches back.
+    Packed(BatchPool),
+}
+
+/// What a stage did to one event, as `auditflow plugin test` shows it.
+#[derive(Debug)]
+pub enum StageOutcome {
+    /// Kept, as it now is.
+    Keep(Event),
+    Drop,
+    /// The stage failed on it (reported, trapped, timed out, broke the contract).
+    Error(String),
+}
+
 impl Stage {
-    /// Run this stage alone on a batch and return its raw outcomes (`auditflow plugin test`).
-    pub async fn process_raw(&self, events: &[WitEvent]) -> Result<Vec<WitOutcome>, PluginError> {
-        self.pool.process(events).await
+    /// Run this stage alone on `events`, with no error policy and no re-runs (`auditflow plugin
+    /// test`): what it did to each event.
+    pub async fn process_events(&self, events: Vec<Event>) -> Result<Vec<StageOutcome>, PluginError> {
+        let mut live: Vec<(usize, Flowing)> = events.into_iter().map(Flowing::new).enumerate().collect();
+        let input = self.input(&mut live);
+        let raw = self.call(&input).await?;
+        let results = self.results(&input, &live, raw);
+        Ok(live
+            .into_iter()
+            .zip(results)
+            .map(|((_, mut f), r)| match r {
+                EventResult::Keep(change) => {
+                    f.apply(change);
+                    match f.finish() {
+                        Ok(e) => StageOutcome::Keep(e),
+                        Err(m) => StageOutcome::Error(m),
+                    }
+                }
+                EventResult::Drop => StageOutcome::Drop,
+                EventResult::Failed(failure) => StageOutcome::Error(failure.summary),
+            })
+            .collect())
+    }
+
+    /// Which contract the stage's plugin speaks: `1.0` or `1.1`.
+    pub fn contract(&self) -> &'static str {
+        match self.pool {
+            StagePool::Whole(_) => "1.0",
+            StagePool::Packed(_) => "1.1",
+        }
     }
 
     /// This stage's counters (`/health/detailed`).
@@ -171,9 +221,19 @@ impl Pipeline {
             stage: sc.name.clone(),
             lookups,
         };
-        let pool = TransformPool::new(engine, &component, context, stage_config.to_string(), limits)
-            .await
-            .map_err(plugin_err)?;
+        let config_json = stage_config.to_string();
+        let pool = match component.world {
+            WorldKind::BatchTransform => StagePool::Packed(
+                BatchPool::new(engine, &component, context, config_json, limits)
+                    .await
+                    .map_err(plugin_err)?,
+            ),
+            _ => StagePool::Whole(
+                TransformPool::new(engine, &component, context, config_json, limits)
+                    .await
+                    .map_err(plugin_err)?,
+            ),
+        };
         Ok(Stage {
             name: sc.name.clone(),
             role: sc.role,
@@ -223,21 +283,22 @@ impl Pipeline {
         out: &mut PipelineOutput,
         budgets: &mut [RerunBudget],
     ) -> Result<(), Rejected> {
-        // (index in `originals`, event as the chain has it so far)
-        let mut live: Vec<(usize, WitEvent)> = originals.iter().map(to_wit).enumerate().collect();
+        // (index in the batch, the event as the chain has it so far)
+        let mut live: Vec<(usize, Flowing)> = originals.into_iter().map(Flowing::new).enumerate().collect();
         for (stage, budget) in self.stages.iter().zip(budgets.iter_mut()) {
             if live.is_empty() {
                 break;
             }
-            let (idx, batch): (Vec<usize>, Vec<WitEvent>) = live.into_iter().unzip();
-            let results = stage.process_isolating(&batch, budget).await;
-            live = Vec::with_capacity(batch.len());
+            let results = stage.process_isolating(&mut live, budget).await;
+            let mut next = Vec::with_capacity(live.len());
             let mut tally = Tally::default();
-            for ((i, before), result) in idx.into_iter().zip(batch).zip(results) {
+            // Under `reject` the results may stop at the failing event; the request fails there.
+            for ((i, mut flowing), result) in live.into_iter().zip(results) {
                 let failure = match result {
-                    EventResult::Keep(after) => {
+                    EventResult::Keep(change) => {
                         tally.kept += 1;
-                        live.push((i, after));
+                        flowing.apply(change);
+                        next.push((i, flowing));
                         continue;
                     }
                     EventResult::Drop => {
@@ -248,7 +309,7 @@ impl Pipeline {
                     EventResult::Failed(failure) => failure,
                 };
                 tally.errors += 1;
-                let event_id = originals[i].event_id;
+                let event_id = flowing.event.event_id;
                 match stage.on_error {
                     ErrorPolicy::Reject => {
                         stage.metrics.record_outcomes(&tally);
@@ -277,20 +338,22 @@ impl Pipeline {
                     }
                     ErrorPolicy::Skip => {
                         tracing::warn!(stage = %stage.name, %event_id, error = %failure.summary, "stage failed on event; passed on unchanged by policy");
-                        live.push((i, before));
+                        next.push((i, flowing));
                     }
                 }
             }
             stage.metrics.record_outcomes(&tally);
+            live = next;
         }
-        for (i, wit) in live {
-            match from_wit(wit, &originals[i]) {
+        for (i, flowing) in live {
+            let event_id = flowing.event.event_id;
+            match flowing.finish() {
                 Ok(e) => out.kept.push(e),
                 Err(message) => {
                     // Which stage broke it is unknown here; the chain as a whole failed.
                     return Err(Rejected {
                         stage: "(chain)".into(),
-                        message: format!("event {}: {message}", originals[i].event_id),
+                        message: format!("event {event_id}: {message}"),
                         index: Some(offset + i),
                         kind: FailureKind::Fault,
                     });
@@ -320,15 +383,11 @@ fn check_keep(before: &WitEvent, after: &WitEvent) -> Result<(), String> {
     if let Some((field, limit)) = crate::plugin::bindings::oversized_field(after) {
         return Err(format!("{field} is longer than its limit of {limit} bytes"));
     }
-    if after.metadata != before.metadata && !after.metadata.is_empty() {
-        let text = after.metadata.trim_start();
-        if !text.starts_with('{') {
-            return Err("metadata is not a JSON object".into());
-        }
-        let mut de = serde_json::Deserializer::from_str(text);
-        serde::de::Deserializer::deserialize_ignored_any(&mut de, serde::de::IgnoredAny)
-            .and_then(|_| de.end())
-            .map_err(|e| format!("metadata is not valid JSON (line {}, column {})", e.line(), e.column()))?;
+    if chrono::DateTime::from_timestamp_micros(after.timestamp_us).is_none() {
+        return Err("timestamp-us is out of range".into());
+    }
+    if after.metadata != before.metadata {
+        check_object_text(&after.metadata)?;
     }
     Ok(())
 }
@@ -393,48 +452,58 @@ impl RerunBudget {
 // save stack space in a short-lived vector.
 #[allow(clippy::large_enum_variant)]
 enum EventResult {
-    Keep(WitEvent),
+    Keep(Change),
     Drop,
     Failed(Failure),
 }
 
+/// A stage's input for one call.
+enum StageInput {
+    Whole(Vec<WitEvent>),
+    Packed(crate::plugin::bindings::PackedEvents),
+}
+
+/// A stage's answer to one call.
+enum RawOutcomes {
+    Whole(Vec<WitOutcome>),
+    Packed(Verdicts),
+}
+
 impl Stage {
-    /// Run the stage on a batch. When the call itself fails (trap, timeout, contract breach),
-    /// re-run the batch event by event — the failed instance is already discarded, so each
-    /// retry gets a healthy one — and only the events that fail alone are failures.
+    /// Run the stage on the live events of a batch. When the call itself fails (trap,
+    /// timeout, contract breach), re-run the batch event by event — the failed instance is
+    /// already discarded, so each retry gets a healthy one — and only the events that fail
+    /// alone are failures.
     ///
     /// The re-runs draw on the request's `budget`: once it is spent, the events not yet tried
     /// alone go in one more call together, and if that fails too they all fail as timeouts, so
     /// many slow events cannot each cost a full timeout while one slow event still costs its
     /// batch nothing. Under `reject`, the re-run stops at the first event that fails alone: the
     /// request fails anyway.
-    async fn process_isolating(&self, batch: &[WitEvent], budget: &mut RerunBudget) -> Vec<EventResult> {
-        let e = match self.call(batch).await {
-            Ok(outcomes) => {
-                return batch
-                    .iter()
-                    .zip(outcomes)
-                    .map(|(before, o)| self.event_result(before, o))
-                    .collect();
-            }
-            Err(e) if batch.len() == 1 => return vec![EventResult::Failed(Failure::of(&e))],
+    async fn process_isolating(&self, live: &mut [(usize, Flowing)], budget: &mut RerunBudget) -> Vec<EventResult> {
+        let input = self.input(live);
+        let e = match self.call(&input).await {
+            Ok(raw) => return self.results(&input, live, raw),
+            Err(e) if live.len() == 1 => return vec![EventResult::Failed(Failure::of(&e))],
             Err(e) => e,
         };
-        tracing::warn!(stage = %self.name, events = batch.len(), error = %e, "stage call failed; re-running its batch event by event");
-        let mut results = Vec::with_capacity(batch.len());
-        for (i, event) in batch.iter().enumerate() {
+        drop(input);
+        tracing::warn!(stage = %self.name, events = live.len(), error = %e, "stage call failed; re-running its batch event by event");
+        let mut results = Vec::with_capacity(live.len());
+        for i in 0..live.len() {
             if !budget.left() {
-                results.extend(self.process_rest(&batch[i..]).await);
+                results.extend(self.process_rest(&mut live[i..]).await);
                 break;
             }
-            let result = match self.call(std::slice::from_ref(event)).await {
-                Ok(mut o) => match o.pop() {
-                    Some(outcome) => self.event_result(event, outcome),
-                    None => EventResult::Failed(Failure {
+            let one = &mut live[i..=i];
+            let input = self.input(one);
+            let result = match self.call(&input).await {
+                Ok(raw) => self.results(&input, one, raw).pop().unwrap_or_else(|| {
+                    EventResult::Failed(Failure {
                         summary: format!("stage `{}` returned no outcome", self.name),
                         kind: FailureKind::Fault,
-                    }),
-                },
+                    })
+                }),
                 Err(e) => EventResult::Failed(Failure::of(&e)),
             };
             let stop = self.on_error == ErrorPolicy::Reject && matches!(result, EventResult::Failed(_));
@@ -447,13 +516,10 @@ impl Stage {
     }
 
     /// The events a spent re-run budget did not reach, in one call; if it fails they all fail.
-    async fn process_rest(&self, rest: &[WitEvent]) -> Vec<EventResult> {
-        match self.call(rest).await {
-            Ok(outcomes) => rest
-                .iter()
-                .zip(outcomes)
-                .map(|(before, o)| self.event_result(before, o))
-                .collect(),
+    async fn process_rest(&self, rest: &mut [(usize, Flowing)]) -> Vec<EventResult> {
+        let input = self.input(rest);
+        match self.call(&input).await {
+            Ok(raw) => self.results(&input, rest, raw),
             Err(e) => {
                 tracing::warn!(stage = %self.name, events = rest.len(), error = %e, "re-run budget spent and the remaining events failed together");
                 rest.iter()
@@ -472,33 +538,106 @@ impl Stage {
         }
     }
 
-    async fn call(&self, batch: &[WitEvent]) -> Result<Vec<WitOutcome>, PluginError> {
+    /// What the plugin is handed for `live`.
+    fn input(&self, live: &mut [(usize, Flowing)]) -> StageInput {
+        match &self.pool {
+            StagePool::Whole(_) => StageInput::Whole(live.iter_mut().map(|(_, f)| f.to_wit()).collect()),
+            StagePool::Packed(pool) => StageInput::Packed(pack(live.iter_mut().map(|(_, f)| f), pool.reads())),
+        }
+    }
+
+    async fn call(&self, input: &StageInput) -> Result<RawOutcomes, PluginError> {
         let started = Instant::now();
-        let result = self.pool.process(batch).await;
-        self.metrics.record_call(started.elapsed(), batch.len());
+        let result = match (&self.pool, input) {
+            (StagePool::Whole(pool), StageInput::Whole(events)) => pool.process(events).await.map(RawOutcomes::Whole),
+            (StagePool::Packed(pool), StageInput::Packed(events)) => {
+                pool.process(events).await.map(RawOutcomes::Packed)
+            }
+            _ => Err(PluginError::Contract {
+                stage: self.name.clone(),
+                message: "input of the wrong contract version".into(),
+            }),
+        };
+        let events = match input {
+            StageInput::Whole(e) => e.len(),
+            StageInput::Packed(p) => p.count as usize,
+        };
+        self.metrics.record_call(started.elapsed(), events);
         if let Err(e) = &result {
             self.metrics.record_failure(e);
         }
         result
     }
 
-    /// One outcome, checked against the event the stage was given: a `keep` that breaks the
-    /// contract is this stage's failure on this event, so the stage's policy applies to it
+    /// One result per event of a successful call, each checked against the contract.
+    fn results(&self, input: &StageInput, live: &[(usize, Flowing)], raw: RawOutcomes) -> Vec<EventResult> {
+        match (input, raw) {
+            (StageInput::Whole(before), RawOutcomes::Whole(outcomes)) => before
+                .iter()
+                .zip(outcomes)
+                .map(|(before, o)| self.event_result(before, o))
+                .collect(),
+            (_, RawOutcomes::Packed(verdicts)) => self.verdict_results(live.len(), verdicts),
+            _ => live
+                .iter()
+                .map(|_| {
+                    EventResult::Failed(Failure {
+                        summary: format!("stage `{}`: answer of the wrong contract version", self.name),
+                        kind: FailureKind::Fault,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// A 1.1 stage's verdicts as one result per event: patches checked, drops and failures.
+    fn verdict_results(&self, count: usize, verdicts: Verdicts) -> Vec<EventResult> {
+        let mut patches: Vec<Vec<(Patchable, Option<String>)>> = (0..count).map(|_| Vec::new()).collect();
+        for p in verdicts.patches {
+            patches[p.event as usize].push((p.field, p.value));
+        }
+        let mut results: Vec<EventResult> = Vec::with_capacity(count);
+        for event_patches in patches {
+            let checked = event_patches
+                .iter()
+                .try_for_each(|(field, value)| check_patch(*field, value.as_deref()));
+            results.push(match checked {
+                Ok(()) => EventResult::Keep(Change::Patches(event_patches)),
+                Err(message) => self.contract_breach(message),
+            });
+        }
+        for i in verdicts.dropped {
+            results[i as usize] = EventResult::Drop;
+        }
+        for (i, message) in verdicts.failed {
+            tracing::debug!(stage = %self.name, plugin_message = %message, "plugin reported an event error");
+            results[i as usize] = EventResult::Failed(Failure {
+                summary: format!("stage `{}` reported an error for this event", self.name),
+                kind: FailureKind::Reported,
+            });
+        }
+        results
+    }
+
+    fn contract_breach(&self, message: String) -> EventResult {
+        self.metrics.record_failure(&PluginError::Contract {
+            stage: self.name.clone(),
+            message: message.clone(),
+        });
+        EventResult::Failed(Failure {
+            summary: format!("stage `{}` broke the contract: {message}", self.name),
+            kind: FailureKind::Fault,
+        })
+    }
+
+    /// One 1.0 outcome, checked against the event the stage was given: a `keep` that breaks
+    /// the contract is this stage's failure on this event, so the stage's policy applies to it
     /// alone (not a rejection of the whole request at the end of the chain).
     fn event_result(&self, before: &WitEvent, outcome: WitOutcome) -> EventResult {
         match outcome {
             WitOutcome::Keep(e) => match check_keep(before, &e) {
-                Ok(()) => EventResult::Keep(e),
-                Err(message) => {
-                    self.metrics.record_failure(&PluginError::Contract {
-                        stage: self.name.clone(),
-                        message: message.clone(),
-                    });
-                    EventResult::Failed(Failure {
-                        summary: format!("stage `{}` broke the contract: {message}", self.name),
-                        kind: FailureKind::Fault,
-                    })
-                }
+                Ok(()) => EventResult::Keep(Change::Whole(e)),
+                Err(message) => self.contract_breach(message),
             },
             WitOutcome::Drop => EventResult::Drop,
             WitOutcome::Error(message) => {

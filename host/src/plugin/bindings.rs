@@ -30,11 +30,24 @@ pub mod formatter {
     });
 }
 
+pub mod batch_transform {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "auditflow:plugin/batch-transform",
+        exports: { default: async },
+        with: {
+            "auditflow:plugin/types": super::transform::auditflow::plugin::types,
+            "auditflow:plugin/host": super::transform::auditflow::plugin::host,
+        },
+    });
+}
+
+pub use batch_transform::exports::auditflow::plugin::batch_stage::{Field, PackedEvents, Patch, Patchable, Verdicts};
 pub use transform::auditflow::plugin::types::{Event as WitEvent, Level, Outcome as WitOutcome};
 
-/// The WIT contract version this host implements.
+/// The WIT contract version this host implements (it loads plugins of every 1.x up to it).
 pub const CONTRACT_PACKAGE: &str = "auditflow:plugin";
-pub const CONTRACT_VERSION: &str = "1.0.0";
+pub const CONTRACT_VERSION: &str = "1.1.0";
 
 /// Canonical event → WIT record.
 pub fn to_wit(event: &Event) -> WitEvent {

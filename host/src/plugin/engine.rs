@@ -70,7 +70,10 @@ impl Default for EngineOptions {
 /// Which contract world a component implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorldKind {
+    /// Contract 1.0 `stage`: whole typed events in and out.
     Transform,
+    /// Contract 1.1 `batch-stage`: the fields a stage asks for, packed; patches back.
+    BatchTransform,
     Formatter,
 }
 
@@ -252,11 +255,13 @@ impl PluginEngine {
         })
     }
 
-    /// Find which contract interface the component exports, and refuse an incompatible major
-    /// version with a message naming both versions.
+    /// Find which contract interface the component exports (preferring 1.1's `batch-stage`
+    /// when it has several), and refuse an incompatible major version with a message naming
+    /// both versions.
     fn world_of(&self, component: &Component) -> Result<WorldKind, String> {
         let ty = component.component_type();
         let mut found = Vec::new();
+        let mut best: Option<WorldKind> = None;
         for (name, _) in ty.exports(&self.inner.engine) {
             let Some(rest) = name.strip_prefix(CONTRACT_PACKAGE).and_then(|r| r.strip_prefix('/')) else {
                 continue;
@@ -264,6 +269,7 @@ impl PluginEngine {
             let (iface, version) = rest.split_once('@').unwrap_or((rest, "0.0.0"));
             found.push(format!("{iface}@{version}"));
             let kind = match iface {
+                "batch-stage" => WorldKind::BatchTransform,
                 "stage" => WorldKind::Transform,
                 "format" => WorldKind::Formatter,
                 _ => continue,
@@ -275,12 +281,19 @@ impl PluginEngine {
                      {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (major versions must match)"
                 ));
             }
-            return Ok(kind);
+            if best != Some(WorldKind::BatchTransform) {
+                best = Some(kind);
+            }
         }
-        Err(if found.is_empty() {
-            format!("exports no {CONTRACT_PACKAGE} interface: not an auditflow plugin")
-        } else {
-            format!("exports {} but neither `stage` nor `format`", found.join(", "))
+        best.ok_or_else(|| {
+            if found.is_empty() {
+                format!("exports no {CONTRACT_PACKAGE} interface: not an auditflow plugin")
+            } else {
+                format!(
+                    "exports {} but none of `batch-stage`, `stage` or `format`",
+                    found.join(", ")
+                )
+            }
         })
     }
 }

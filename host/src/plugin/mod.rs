@@ -17,7 +17,7 @@ pub mod lookup;
 pub mod pool;
 
 pub use engine::{EngineOptions, LoadedComponent, PluginEngine};
-pub use pool::{FormatterPool, InstanceLimits, TransformPool};
+pub use pool::{BatchPool, FormatterPool, InstanceLimits, TransformPool};
 
 /// Everything that can go wrong with a plugin. Messages never contain event contents.
 #[derive(Debug, thiserror::Error)]

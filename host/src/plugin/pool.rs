@@ -13,7 +13,7 @@ use wasmtime::component::InstancePre;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::PluginError;
-use super::bindings::{WitEvent, WitOutcome, formatter, transform};
+use super::bindings::{Field, PackedEvents, Verdicts, WitEvent, WitOutcome, batch_transform, formatter, transform};
 use super::engine::{LoadedComponent, PluginEngine, WorldKind};
 use super::host::{HostState, StageContext};
 
@@ -50,11 +50,13 @@ pub trait PluginWorld: Sized + Send + 'static {
         pre: &Self::Pre,
         store: &mut Store<HostState>,
     ) -> impl Future<Output = wasmtime::Result<Self>> + Send;
+    /// Initialise with the stage config; `Ok` holds the fields the stage reads (contract 1.1;
+    /// empty for the 1.0 worlds, which are handed whole events).
     fn init(
         &self,
         store: &mut Store<HostState>,
         config_json: &str,
-    ) -> impl Future<Output = wasmtime::Result<Result<(), String>>> + Send;
+    ) -> impl Future<Output = wasmtime::Result<Result<Vec<Field>, String>>> + Send;
 }
 
 impl PluginWorld for transform::Transform {
@@ -66,8 +68,34 @@ impl PluginWorld for transform::Transform {
     async fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
         pre.instantiate_async(store).await
     }
-    async fn init(&self, store: &mut Store<HostState>, config_json: &str) -> wasmtime::Result<Result<(), String>> {
-        self.auditflow_plugin_stage().call_init(store, config_json).await
+    async fn init(
+        &self,
+        store: &mut Store<HostState>,
+        config_json: &str,
+    ) -> wasmtime::Result<Result<Vec<Field>, String>> {
+        Ok(self
+            .auditflow_plugin_stage()
+            .call_init(store, config_json)
+            .await?
+            .map(|()| Vec::new()))
+    }
+}
+
+impl PluginWorld for batch_transform::BatchTransform {
+    type Pre = batch_transform::BatchTransformPre<HostState>;
+    const KIND: WorldKind = WorldKind::BatchTransform;
+    fn pre(pre: InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        batch_transform::BatchTransformPre::new(pre)
+    }
+    async fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate_async(store).await
+    }
+    async fn init(
+        &self,
+        store: &mut Store<HostState>,
+        config_json: &str,
+    ) -> wasmtime::Result<Result<Vec<Field>, String>> {
+        self.auditflow_plugin_batch_stage().call_init(store, config_json).await
     }
 }
 
@@ -80,8 +108,16 @@ impl PluginWorld for formatter::Formatter {
     async fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
         pre.instantiate_async(store).await
     }
-    async fn init(&self, store: &mut Store<HostState>, config_json: &str) -> wasmtime::Result<Result<(), String>> {
-        self.auditflow_plugin_format().call_init(store, config_json).await
+    async fn init(
+        &self,
+        store: &mut Store<HostState>,
+        config_json: &str,
+    ) -> wasmtime::Result<Result<Vec<Field>, String>> {
+        Ok(self
+            .auditflow_plugin_format()
+            .call_init(store, config_json)
+            .await?
+            .map(|()| Vec::new()))
     }
 }
 
@@ -100,9 +136,12 @@ pub struct Pool<W: PluginWorld> {
     limits: InstanceLimits,
     idle: Mutex<Vec<Instance<W>>>,
     permits: Semaphore,
+    /// The fields the stage reads (contract 1.1), from its first `init`.
+    reads: Vec<Field>,
 }
 
 pub type TransformPool = Pool<transform::Transform>;
+pub type BatchPool = Pool<batch_transform::BatchTransform>;
 pub type FormatterPool = Pool<formatter::Formatter>;
 
 impl<W: PluginWorld> Pool<W> {
@@ -150,17 +189,24 @@ impl<W: PluginWorld> Pool<W> {
             limits,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(limits.instances.max(1)),
+            reads: Vec::new(),
         };
-        let first = pool.fresh_instance().await?;
+        let (first, reads) = pool.fresh_instance().await?;
+        let pool = Pool { reads, ..pool };
         pool.put_back(first);
         Ok(pool)
+    }
+
+    /// The fields the stage reads (contract 1.1 stages; empty otherwise).
+    pub fn reads(&self) -> &[Field] {
+        &self.reads
     }
 
     pub fn stage(&self) -> &str {
         &self.stage
     }
 
-    async fn fresh_instance(&self) -> Result<Instance<W>, PluginError> {
+    async fn fresh_instance(&self) -> Result<(Instance<W>, Vec<Field>), PluginError> {
         let mut store = Store::new(
             self.engine.engine(),
             HostState::new(self.context.clone(), self.limits.max_memory_bytes),
@@ -192,9 +238,9 @@ impl<W: PluginWorld> Pool<W> {
                 stage: self.stage.clone(),
                 message,
             }),
-            Ok(Ok((bindings, Ok(())))) => {
+            Ok(Ok((bindings, Ok(reads)))) => {
                 tracing::debug!(stage = %self.stage, elapsed_us = started.elapsed().as_micros() as u64, "plugin instance ready");
-                Ok(Instance { store, bindings })
+                Ok((Instance { store, bindings }, reads))
             }
         }
     }
@@ -226,7 +272,7 @@ impl<W: PluginWorld> Pool<W> {
         let warm = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut instance = match warm {
             Some(i) => i,
-            None => self.fresh_instance().await?,
+            None => self.fresh_instance().await?.0,
         };
         self.refuel(&mut instance.store);
         match tokio::time::timeout(self.limits.timeout, call(&instance.bindings, &mut instance.store)).await {
@@ -261,6 +307,34 @@ impl TransformPool {
             });
         }
         Ok(outcomes)
+    }
+}
+
+impl BatchPool {
+    /// Run the stage on a packed batch. Indexes in the verdicts are checked against the batch.
+    pub async fn process(&self, events: &PackedEvents) -> Result<Verdicts, PluginError> {
+        let count = events.count;
+        let verdicts = self
+            .with_instance(
+                async |b: &batch_transform::BatchTransform, store: &mut Store<HostState>| {
+                    b.auditflow_plugin_batch_stage().call_process(store, events).await
+                },
+            )
+            .await?;
+        let out_of_range = verdicts
+            .patches
+            .iter()
+            .map(|p| p.event)
+            .chain(verdicts.dropped.iter().copied())
+            .chain(verdicts.failed.iter().map(|f| f.0))
+            .find(|&i| i >= count);
+        if let Some(i) = out_of_range {
+            return Err(PluginError::Contract {
+                stage: self.stage.clone(),
+                message: format!("answered for event {i} of a batch of {count}"),
+            });
+        }
+        Ok(verdicts)
     }
 }
 

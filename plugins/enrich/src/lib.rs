@@ -14,11 +14,14 @@
 //! ```
 
 use auditflow_sdk::serde_json::{Map, Value};
-use auditflow_sdk::{Config, Event, Outcome, Transform, fields, json, lookup};
+use auditflow_sdk::{Config, EventPatch, Field, Patchable, Stage, fields, json, lookup};
 
 #[derive(Debug)]
 struct Rule {
+    /// `metadata.a.b`, or a typed field's config name.
     from: String,
+    /// The typed field `from` names (None for a metadata path).
+    field: Option<Field>,
     table: String,
     to: Vec<String>,
     default: Option<String>,
@@ -76,11 +79,13 @@ impl Enrich {
             let Some(to_path) = to.strip_prefix("metadata.") else {
                 return Err(format!("{at}.to must be a metadata path like `metadata.team`"));
             };
-            if !from.starts_with("metadata.") && !fields::TEXT_FIELDS.contains(&from.as_str()) && from != "event_type" {
+            let field = fields::field_named(&from);
+            if !from.starts_with("metadata.") && field.is_none() {
                 return Err(format!("{at}.from: unknown field `{from}`"));
             }
             rules.push(Rule {
                 from,
+                field,
                 table: need("table")?,
                 to: to_path.split('.').map(str::to_owned).collect(),
                 default: string_key(r, "default", &at)?,
@@ -89,16 +94,28 @@ impl Enrich {
         Ok(Enrich { rules, stamp })
     }
 
-    fn enrich(&self, event: &mut Event) -> Result<(), String> {
-        let mut meta = json::metadata(event)?;
+    /// The fields the rules read, and metadata (where values are written).
+    fn reads(&self) -> Vec<Field> {
+        let mut reads = vec![Field::Metadata];
+        for f in self.rules.iter().filter_map(|r| r.field) {
+            if !reads.contains(&f) {
+                reads.push(f);
+            }
+        }
+        reads
+    }
+
+    fn enrich(&self, event: &mut EventPatch<'_>) -> Result<(), String> {
+        let mut meta = json::parse_metadata(event.metadata().unwrap_or_default())?;
         for rule in &self.rules {
-            let key = match rule.from.strip_prefix("metadata.") {
-                Some(path) => path
+            let key = match (rule.field, rule.from.strip_prefix("metadata.")) {
+                (None, Some(path)) => path
                     .split('.')
                     .try_fold(&meta, |v, k| v.get(k))
                     .and_then(Value::as_str)
                     .map(str::to_owned),
-                None => fields::text_field(event, &rule.from).map(str::to_owned),
+                (Some(field), _) => event.get(field).map(str::to_owned),
+                (None, None) => None,
             };
             let value = key
                 .and_then(|k| lookup(&rule.table, &k))
@@ -111,7 +128,7 @@ impl Enrich {
             let stamp = auditflow_sdk::serde_json::json!({ "name": name, "version": version });
             set_path(&mut meta, &["pipeline".to_owned()], stamp);
         }
-        json::set_metadata(event, &meta);
+        event.set(Patchable::Metadata, Some(json::metadata_text(&meta)));
         Ok(())
     }
 }
@@ -128,20 +145,23 @@ fn set_path(root: &mut Value, path: &[String], value: Value) {
     cur[path[path.len() - 1].as_str()] = value;
 }
 
-impl Transform for Enrich {
+impl Stage for Enrich {
     fn init(config: Config) -> Result<Self, String> {
         Enrich::from_config(&config)
     }
 
-    fn process(&mut self, mut event: Event) -> Outcome {
-        match self.enrich(&mut event) {
-            Ok(()) => Outcome::Keep(event),
-            Err(e) => Outcome::Error(e),
+    fn reads(&self) -> Vec<Field> {
+        Enrich::reads(self)
+    }
+
+    fn process(&mut self, event: &mut EventPatch<'_>) {
+        if let Err(e) = self.enrich(event) {
+            event.fail(e);
         }
     }
 }
 
-auditflow_sdk::export_transform!(Enrich);
+auditflow_sdk::export_stage!(Enrich);
 
 #[cfg(test)]
 mod tests {
@@ -157,6 +177,28 @@ mod tests {
         );
         let bad = json!({"fields": [{"from": "agent_id", "table": "t", "to": "team"}]});
         assert!(Enrich::from_config(&bad).unwrap_err().contains("metadata path"));
+    }
+
+    #[test]
+    fn rules_read_their_fields_and_write_metadata_as_a_patch() {
+        let e = Enrich::from_config(&json!({"fields": [
+            {"from": "server_name", "table": "no-such-table", "to": "metadata.class", "default": "unclassified"},
+            {"from": "metadata.missing", "table": "no-such-table", "to": "metadata.b"}
+        ]}))
+        .unwrap();
+        assert_eq!(e.reads(), vec![Field::Metadata, Field::ServerName]);
+        // No key to look up (natively there is no host to ask): the default is written.
+        let mut event = EventPatch::new([(Field::Metadata, Some(r#"{"a":"x"}"#)), (Field::ServerName, None)]);
+        e.enrich(&mut event).unwrap();
+        let patched: Vec<_> = event.patches().collect();
+        assert_eq!(patched.len(), 1);
+        assert_eq!(patched[0].0, Patchable::Metadata);
+        assert_eq!(
+            json::parse_metadata(patched[0].1.unwrap()).unwrap(),
+            json!({"a": "x", "class": "unclassified"})
+        );
+        let mut broken = EventPatch::new([(Field::Metadata, Some("{not json"))]);
+        assert!(e.enrich(&mut broken).is_err());
     }
 
     #[test]

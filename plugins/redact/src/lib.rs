@@ -18,7 +18,8 @@ mod scratch;
 mod secrets;
 mod swar;
 
-use auditflow_sdk::{Config, Event, Outcome, Transform, fields};
+use auditflow_sdk::stage::{EventFields, apply};
+use auditflow_sdk::{Config, Event, EventPatch, Field, Outcome, Patchable, Stage, fields};
 
 use crate::actions::{Action, Hasher, Rewrite};
 use crate::config::FieldRule;
@@ -44,9 +45,9 @@ pub struct Redactor {
     secrets: SecretKeys,
     actions: [Action; Detector::COUNT],
     hasher: Hasher,
-    /// Typed fields with something to do, by their index in `fields::TEXT_FIELDS` (resolved
-    /// once here, not matched by name on every event).
-    typed: Vec<(usize, TypedPlan)>,
+    /// Typed fields with something to do (resolved once here, not matched by name on every
+    /// event).
+    typed: Vec<(Field, Patchable, TypedPlan)>,
     meta: MetaRules,
 }
 
@@ -57,10 +58,15 @@ impl Redactor {
         let typed = fields::TEXT_FIELDS
             .iter()
             .enumerate()
-            .filter_map(|(index, &name)| match settings.fields.get(name) {
-                Some(FieldRule::Allow) => None,
-                Some(FieldRule::Redact(action)) => Some((index, TypedPlan::Whole(*action))),
-                None => settings.scan_fields.contains(&name).then_some((index, TypedPlan::Scan)),
+            .filter_map(|(_, &name)| {
+                let plan = match settings.fields.get(name) {
+                    Some(FieldRule::Allow) => return None,
+                    Some(FieldRule::Redact(action)) => TypedPlan::Whole(*action),
+                    None if settings.scan_fields.contains(&name) => TypedPlan::Scan,
+                    None => return None,
+                };
+                let field = fields::field_named(name)?;
+                Some((field, auditflow_sdk::stage::patchable(field)?, plan))
             })
             .collect();
         Ok(Redactor {
@@ -73,16 +79,25 @@ impl Redactor {
         })
     }
 
-    /// Redact one event in place. Fails only if `metadata` is not valid JSON; the event must
-    /// then not pass on, as nothing in its metadata was checked.
-    pub fn redact(&self, event: &mut Event) -> Result<(), String> {
-        self.redact_with(event, &mut Scratch::default())
+    /// The fields the stage reads: the typed fields it scans or replaces, and metadata.
+    pub fn reads(&self) -> Vec<Field> {
+        let mut reads: Vec<Field> = self.typed.iter().map(|&(f, _, _)| f).collect();
+        if !self.meta.skip_all() {
+            reads.push(Field::Metadata);
+        }
+        reads
     }
 
-    fn redact_with(&self, event: &mut Event, scratch: &mut Scratch) -> Result<(), String> {
-        for &(index, plan) in &self.typed {
-            let field = fields::text_field_at_mut(event, index);
-            let Some(value) = field.as_deref() else {
+    /// Redact one event as contract 1.1 sees it: patches for what changed. Fails only if
+    /// `metadata` is not valid JSON; the event must then not pass on, as nothing in its
+    /// metadata was checked.
+    pub fn redact_patch(&self, event: &mut EventPatch<'_>) -> Result<(), String> {
+        self.redact_patch_with(event, &mut Scratch::default())
+    }
+
+    fn redact_patch_with(&self, event: &mut EventPatch<'_>, scratch: &mut Scratch) -> Result<(), String> {
+        for &(field, patchable, plan) in &self.typed {
+            let Some(value) = event.get(field) else {
                 continue;
             };
             let rewrite = match plan {
@@ -91,21 +106,44 @@ impl Redactor {
             };
             match rewrite {
                 Rewrite::Unchanged => {}
-                Rewrite::Changed(new) => *field = Some(new),
-                Rewrite::Drop => *field = None,
+                Rewrite::Changed(new) => event.set(patchable, Some(new)),
+                Rewrite::Drop => event.set(patchable, None),
             }
         }
-        if event.metadata.is_empty() || self.meta.skip_all() {
+        let Some(text) = event.metadata() else {
+            return Ok(());
+        };
+        if text.is_empty() || self.meta.skip_all() {
             return Ok(());
         }
-        if let Some(redacted) = metadata::redact(self, &event.metadata, scratch)? {
-            event.metadata = redacted;
+        if let Some(redacted) = metadata::redact(self, text, scratch)? {
+            event.set(Patchable::Metadata, Some(redacted));
         }
         Ok(())
     }
 
-    /// Redact a batch: one outcome per event, in order. Events are never dropped here (`drop`
-    /// removes fields, not events); an event whose metadata is not JSON becomes an error.
+    /// Redact one whole event in place (the same work as [`redact_patch`](Self::redact_patch),
+    /// for native tests and benchmarks).
+    pub fn redact(&self, event: &mut Event) -> Result<(), String> {
+        self.redact_with(event, &mut Scratch::default())
+    }
+
+    fn redact_with(&self, event: &mut Event, scratch: &mut Scratch) -> Result<(), String> {
+        let patches = {
+            let fields = EventFields::of(event);
+            let mut patch = fields.patch(event);
+            self.redact_patch_with(&mut patch, scratch)?;
+            patch.take_patches()
+        };
+        if !apply(patches, event) {
+            return Err("a patch could not apply".into());
+        }
+        Ok(())
+    }
+
+    /// Redact a batch of whole events: one outcome per event, in order. Events are never
+    /// dropped here (`drop` removes fields, not events); an event whose metadata is not JSON
+    /// becomes an error.
     pub fn redact_batch(&self, events: Vec<Event>) -> Vec<Outcome> {
         let mut scratch = Scratch::default();
         events
@@ -137,12 +175,39 @@ impl Redactor {
     }
 }
 
-/// The Wasm stage: a [`Redactor`] built from the stage config.
-pub struct RedactPlugin(pub Redactor);
+/// The Wasm stage (contract 1.1): a [`Redactor`] built from the stage config, with buffers
+/// reused across batches.
+pub struct RedactPlugin(pub Redactor, Scratch);
 
-impl Transform for RedactPlugin {
+impl Stage for RedactPlugin {
     fn init(config: Config) -> Result<Self, String> {
-        Redactor::from_config(&config).map(RedactPlugin)
+        Redactor::from_config(&config).map(|r| RedactPlugin(r, Scratch::default()))
+    }
+
+    fn reads(&self) -> Vec<Field> {
+        self.0.reads()
+    }
+
+    fn process(&mut self, event: &mut EventPatch<'_>) {
+        if let Err(e) = self.0.redact_patch_with(event, &mut self.1) {
+            event.fail(e);
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", not(feature = "contract-1-0")))]
+auditflow_sdk::export_stage!(RedactPlugin);
+
+/// The same redactor on contract 1.0 (whole events in and out), built only with the
+/// `contract-1-0` feature: the host's tests run it beside the 1.1 build to show both contracts
+/// store the same rows (`tests/spine.rs`).
+#[cfg(feature = "contract-1-0")]
+pub struct RedactV10(Redactor);
+
+#[cfg(feature = "contract-1-0")]
+impl auditflow_sdk::Transform for RedactV10 {
+    fn init(config: Config) -> Result<Self, String> {
+        Redactor::from_config(&config).map(RedactV10)
     }
 
     fn process(&mut self, mut event: Event) -> Outcome {
@@ -157,8 +222,8 @@ impl Transform for RedactPlugin {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-auditflow_sdk::export_transform!(RedactPlugin);
+#[cfg(all(target_arch = "wasm32", feature = "contract-1-0"))]
+auditflow_sdk::export_transform!(RedactV10);
 
 #[cfg(test)]
 mod tests;

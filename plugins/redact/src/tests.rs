@@ -317,16 +317,38 @@ fn plugin_init_and_batch() {
     };
     assert!(err.contains("bogus"));
     let mut plugin = RedactPlugin::init(json!({})).unwrap();
-    let outcomes = plugin.process_batch(vec![event(json!({})), event(json!({"x": "391-55-0476"}))]);
-    assert_eq!(outcomes.len(), 2);
-    let Outcome::Keep(second) = &outcomes[1] else {
-        panic!("expected keep")
-    };
-    assert_eq!(second.metadata, r#"{"x":"[REDACTED:ssn]"}"#);
-    let Outcome::Keep(single) = plugin.process(event(json!({}))) else {
-        panic!("expected keep")
-    };
-    assert_eq!(single.actor_id.as_deref(), Some("[REDACTED:email]"));
+    // Contract 1.1, as the host drives it: the fields the plugin reads, packed; patches back.
+    let reads = plugin.reads();
+    assert!(
+        reads.contains(&Field::ActorId) && reads.contains(&Field::Metadata),
+        "{reads:?}"
+    );
+    assert!(!reads.contains(&Field::EventId) && !reads.contains(&Field::Source));
+    let mut broken = event(json!({}));
+    broken.metadata = "{not json".into();
+    let events = vec![event(json!({"n": 1})), event(json!({"x": "391-55-0476"})), broken];
+    let packed = auditflow_sdk::stage::pack(&events, &reads);
+    let verdicts = auditflow_sdk::stage::run(&mut plugin, &packed);
+    let patches: Vec<_> = verdicts
+        .patches
+        .iter()
+        .map(|p| (p.event, p.field, p.value.clone().unwrap_or_default()))
+        .collect();
+    assert!(
+        patches.contains(&(0, Patchable::ActorId, "[REDACTED:email]".into())),
+        "{patches:?}"
+    );
+    assert!(
+        patches.contains(&(1, Patchable::Metadata, r#"{"x":"[REDACTED:ssn]"}"#.into())),
+        "{patches:?}"
+    );
+    assert!(
+        !patches.iter().any(|p| p.0 == 0 && p.1 == Patchable::Metadata),
+        "unchanged metadata is not sent back"
+    );
+    assert_eq!(verdicts.failed.len(), 1);
+    assert_eq!(verdicts.failed[0].0, 2, "the event whose metadata is not JSON fails");
+    assert!(verdicts.dropped.is_empty());
 }
 
 #[test]

@@ -56,6 +56,29 @@ pub fn text_field_at_mut(event: &mut Event, index: usize) -> &mut Option<String>
     }
 }
 
+/// The contract 1.1 [`Field`](crate::Field) a config name (`actor.id`, `agent_id`, …, also
+/// `event_id`, `event_type`, `source`) stands for.
+pub fn field_named(name: &str) -> Option<crate::Field> {
+    use crate::Field;
+    Some(match name {
+        "event_id" => Field::EventId,
+        "event_type" => Field::EventType,
+        "source" => Field::Source,
+        "actor.type" => Field::ActorType,
+        "actor.id" => Field::ActorId,
+        "agent_id" => Field::AgentId,
+        "server_name" => Field::ServerName,
+        "tool_name" => Field::ToolName,
+        "decision" => Field::Decision,
+        "outcome" => Field::Outcome,
+        "reason" => Field::Reason,
+        "request_id" => Field::RequestId,
+        "correlation_id" => Field::CorrelationId,
+        "source_ip" => Field::SourceIp,
+        _ => return None,
+    })
+}
+
 /// Read-only twin of [`text_field_mut`]; also answers `event_id`, `event_type` and `source`.
 pub fn text_field<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
     match name {

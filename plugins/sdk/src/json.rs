@@ -7,16 +7,26 @@ use crate::Event;
 
 /// Parse the event's metadata. Empty text is an empty object.
 pub fn metadata(event: &Event) -> Result<Value, String> {
-    if event.metadata.is_empty() {
+    parse_metadata(&event.metadata)
+}
+
+/// Parse metadata JSON text (what a contract 1.1 stage reads). Empty text is an empty object.
+pub fn parse_metadata(text: &str) -> Result<Value, String> {
+    if text.is_empty() {
         return Ok(Value::Object(Map::new()));
     }
-    serde_json::from_str(&event.metadata).map_err(|e| format!("metadata is not valid JSON: {e}"))
+    serde_json::from_str(text).map_err(|e| format!("metadata is not valid JSON: {e}"))
+}
+
+/// Metadata as JSON text (what a contract 1.1 stage patches with).
+pub fn metadata_text(value: &Value) -> String {
+    // Serialising a `Value` cannot fail: its map keys are strings.
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// Store `value` as the event's metadata.
 pub fn set_metadata(event: &mut Event, value: &Value) {
-    // Serialising a `Value` cannot fail: its map keys are strings.
-    event.metadata = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
+    event.metadata = metadata_text(value);
 }
 
 /// What a visitor decided about one string.

@@ -1,7 +1,9 @@
 //! Guest SDK for auditflow plugins.
 //!
-//! A plugin is a type implementing [`Transform`] (redaction, enrichment, custom stages) or
-//! [`Formatter`] (SIEM output), exported with [`export_transform!`] or [`export_formatter!`].
+//! A plugin is a type implementing [`Stage`] (contract 1.1: reads the fields it asks for,
+//! answers with patches; exported with [`export_stage!`]), [`Transform`] (contract 1.0: whole
+//! events in and out; [`export_transform!`]) or [`Formatter`] (SIEM output;
+//! [`export_formatter!`]).
 //! The SDK owns the WIT bindings (`wit/plugin.wit`), keeps the plugin's state between calls,
 //! and offers helpers for the parts every plugin needs: walking the strings of the JSON
 //! `metadata`, addressing typed fields by their config name, logging and lookups.
@@ -21,11 +23,13 @@
 
 pub mod fields;
 pub mod json;
+pub mod stage;
 
-/// Bindings for the `transform` world (generated from `wit/plugin.wit`).
+/// Bindings for the 1.0 `transform` world, from the frozen `wit/v1.0/plugin.wit`: plugins
+/// built with [`Transform`] are contract 1.0 components.
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/v1.0",
         world: "auditflow:plugin/transform",
         pub_export_macro: true,
         export_macro_name: "export_stage",
@@ -33,10 +37,11 @@ pub mod bindings {
     });
 }
 
-/// Bindings for the `formatter` world; shares the types and host interfaces with [`bindings`].
+/// Bindings for the `formatter` world (1.0, frozen); shares the types and host interfaces with
+/// [`bindings`].
 pub mod formatter_bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/v1.0",
         world: "auditflow:plugin/formatter",
         pub_export_macro: true,
         export_macro_name: "export_format",
@@ -48,8 +53,20 @@ pub mod formatter_bindings {
     });
 }
 
+/// Bindings for the 1.1 `batch-transform` world (`wit/plugin.wit`).
+pub mod batch_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "auditflow:plugin/batch-transform",
+        pub_export_macro: true,
+        export_macro_name: "export_batch_stage",
+        default_bindings_module: "auditflow_sdk::batch_bindings",
+    });
+}
+
 pub use bindings::auditflow::plugin::types::{Event, Level, Outcome};
 pub use serde_json;
+pub use stage::{EventPatch, Field, Patchable, Stage};
 
 /// A stage's `[stages.config]` table, as JSON.
 pub type Config = serde_json::Value;
@@ -95,9 +112,51 @@ pub fn parse_config(config_json: &str) -> Result<Config, String> {
 /// Plumbing used by the export macros; not part of the public API.
 #[doc(hidden)]
 pub mod __rt {
+    pub use crate::batch_bindings;
     pub use crate::bindings;
     pub use crate::formatter_bindings;
     pub use std::cell::RefCell;
+}
+
+/// Export a [`Stage`] implementation as the plugin's `batch-stage` interface (contract 1.1).
+#[macro_export]
+macro_rules! export_stage {
+    ($plugin:ty) => {
+        // Component exports only exist on wasm32; natively the plugin is still "used", so its
+        // crate builds without dead-code noise.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn($crate::Config) -> Result<$plugin, String> = <$plugin as $crate::Stage>::init;
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            ::std::thread_local! {
+                static STATE: $crate::__rt::RefCell<Option<$plugin>> =
+                    const { $crate::__rt::RefCell::new(None) };
+            }
+            struct Export;
+            impl $crate::__rt::batch_bindings::exports::auditflow::plugin::batch_stage::Guest for Export {
+                fn init(config_json: String) -> Result<Vec<$crate::Field>, String> {
+                    let config = $crate::parse_config(&config_json)?;
+                    let plugin = <$plugin as $crate::Stage>::init(config)?;
+                    let reads = <$plugin as $crate::Stage>::reads(&plugin);
+                    STATE.with(|s| *s.borrow_mut() = Some(plugin));
+                    Ok(reads)
+                }
+                fn process(events: $crate::stage::PackedEvents) -> $crate::stage::Verdicts {
+                    STATE.with(|s| match s.borrow_mut().as_mut() {
+                        Some(p) => $crate::stage::run(p, &events),
+                        None => $crate::stage::Verdicts {
+                            patches: Vec::new(),
+                            dropped: Vec::new(),
+                            failed: (0..events.count)
+                                .map(|i| (i, "plugin not initialised".into()))
+                                .collect(),
+                        },
+                    })
+        }
+            }
+            $crate::__rt::batch_bindings::export_batch_stage!(Export with_types_in $crate::__rt::batch_bindings);
+        };
+    };
 }
 
 /// Export a [`Transform`] implementation as the plugin's `stage` interface.
