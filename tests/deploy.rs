@@ -45,6 +45,37 @@ const SECRETS: [(&str, &str); 3] = [
     ),
 ];
 
+/// `auditflow --version` names the release, the plugin contract of wit/plugin.wit and the git
+/// revision of this checkout.
+#[test]
+fn version_names_release_contract_and_git_revision() {
+    let out = run_ok(Command::new(BIN).arg("--version"));
+    let wit = std::fs::read_to_string(workspace().join("wit/plugin.wit")).unwrap();
+    let contract = wit
+        .lines()
+        .find_map(|l| l.strip_prefix("package auditflow:plugin@"))
+        .and_then(|v| v.strip_suffix(';'))
+        .expect("package line");
+    let rev = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(workspace())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let rev = std::env::var("AUDITFLOW_GIT_REV")
+        .ok()
+        .or(rev)
+        .unwrap_or_else(|| "unknown".into());
+    assert_eq!(
+        out.trim(),
+        format!(
+            "auditflow {} (plugin contract {contract}, git {rev})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
 fn deploy(path: &str) -> PathBuf {
     workspace().join("deploy").join(path)
 }

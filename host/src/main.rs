@@ -20,10 +20,21 @@ use auditflow::server::{Server, shutdown_signal, storage_url};
 use auditflow::store::{self, Checkpointing, EventQuery};
 use auditflow::telemetry::{self, LogFormat, init_logging};
 
+/// `auditflow --version`: the release, the plugin contract it implements, and the git
+/// revision it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (plugin contract ",
+    env!("AUDITFLOW_CONTRACT_VERSION"),
+    ", git ",
+    env!("AUDITFLOW_GIT_REV"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "auditflow",
-    version,
+    version = VERSION,
     about = "Audit-event pipeline: ingest, Wasm plugin chain, durable store"
 )]
 struct Cli {

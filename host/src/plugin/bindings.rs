@@ -45,9 +45,10 @@ pub mod batch_transform {
 pub use batch_transform::exports::auditflow::plugin::batch_stage::{Field, PackedEvents, Patch, Patchable, Verdicts};
 pub use transform::auditflow::plugin::types::{Event as WitEvent, Level, Outcome as WitOutcome};
 
-/// The WIT contract version this host implements (it loads plugins of every 1.x up to it).
+/// The WIT contract version this host implements (it loads plugins of every 1.x up to it):
+/// the `package` line of wit/plugin.wit, read by build.rs.
 pub const CONTRACT_PACKAGE: &str = "auditflow:plugin";
-pub const CONTRACT_VERSION: &str = "1.1.0";
+pub const CONTRACT_VERSION: &str = env!("AUDITFLOW_CONTRACT_VERSION");
 
 /// Canonical event → WIT record.
 pub fn to_wit(event: &Event) -> WitEvent {
