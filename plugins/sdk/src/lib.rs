@@ -152,9 +152,9 @@ macro_rules! export_stage {
                                 .collect(),
                         },
                     })
-        }
+                }
             }
-            $crate::__rt::batch_bindings::export_batch_stage!(Export with_types_in $crate::__rt::batch_bindings);
+    $crate::__rt::batch_bindings::export_batch_stage!(Export with_types_in $crate::__rt::batch_bindings);
         };
     };
 }
