@@ -125,6 +125,16 @@ impl Event {
     /// The first typed field longer than its [`FIELD_LIMITS`] entry (or metadata key longer
     /// than `metadata key`), with that limit.
     pub fn oversized_field(&self) -> Option<(&'static str, usize)> {
+        self.oversized_typed_field().or_else(|| {
+            let key_limit = field_limit("metadata key");
+            longest_key(&self.metadata)
+                .filter(|&n| n > key_limit)
+                .map(|_| ("metadata key", key_limit))
+        })
+    }
+
+    /// [`oversized_field`](Self::oversized_field) of the typed fields only.
+    pub fn oversized_typed_field(&self) -> Option<(&'static str, usize)> {
         let fields: [(&'static str, Option<&str>); 12] = [
             ("event_type", Some(self.event_type.as_str())),
             ("actor.type", self.actor_type()),
@@ -139,16 +149,10 @@ impl Event {
             ("source_ip", self.source_ip.as_deref()),
             ("source", Some(self.source.as_str())),
         ];
-        for (field, value) in fields {
+        fields.into_iter().find_map(|(field, value)| {
             let limit = field_limit(field);
-            if value.is_some_and(|v| v.len() > limit) {
-                return Some((field, limit));
-            }
-        }
-        let key_limit = field_limit("metadata key");
-        longest_key(&self.metadata)
-            .filter(|&n| n > key_limit)
-            .map(|_| ("metadata key", key_limit))
+            value.is_some_and(|v| v.len() > limit).then_some((field, limit))
+        })
     }
 
     /// Make the event storable the same way on every store: U+0000 in any string (typed fields,
@@ -157,11 +161,17 @@ impl Event {
     /// both stores keep (and the redactor sees) exactly the same text. Cheap when there is
     /// nothing to do: one byte search per string.
     pub fn normalize(&mut self) {
-        for_each_text(self, fix_string);
+        self.normalize_typed();
         if needs_fixing(&self.metadata) {
             let metadata = std::mem::take(&mut self.metadata);
             self.metadata = fix_object(metadata);
         }
+    }
+
+    /// [`normalize`](Self::normalize) the typed fields only (the metadata is known to be
+    /// normalized already).
+    pub fn normalize_typed(&mut self) {
+        for_each_text(self, fix_string);
     }
 
     /// Whether [`normalize`](Self::normalize) would change anything.

@@ -16,7 +16,8 @@ use crate::plugin::bindings::{Field, PackedEvents, Patchable, WitEvent};
 /// The length that marks an absent field in `packed-events`.
 const ABSENT: u32 = u32::MAX;
 
-/// An event between stages.
+/// An event between stages. It enters the chain as ingest left it: normalized and within the
+/// field limits ([`Event::normalize`], [`Event::oversized_field`]).
 #[derive(Debug)]
 pub(crate) struct Flowing {
     pub event: Event,
@@ -24,13 +25,16 @@ pub(crate) struct Flowing {
     /// `event.metadata`: `stale`), or `event.metadata` serialised for a stage that read it.
     meta_text: Option<String>,
     stale: bool,
+    /// A stage changed a typed field: [`finish`](Self::finish) normalizes them again.
+    touched: bool,
 }
 
 /// What a stage changed in an event it kept (already checked against the contract).
 #[derive(Debug)]
 pub(crate) enum Change {
-    /// A 1.0 stage handed back the whole record.
-    Whole(WitEvent),
+    /// A 1.0 stage handed back the whole record (boxed: one result per event is kept for a
+    /// batch, and the 1.1 variant is a tenth of the size).
+    Whole(Box<WitEvent>),
     /// A 1.1 stage sent these patches (possibly none).
     Patches(Vec<(Patchable, Option<String>)>),
 }
@@ -41,6 +45,7 @@ impl Flowing {
             event,
             meta_text: None,
             stale: false,
+            touched: false,
         }
     }
 
@@ -77,8 +82,15 @@ impl Flowing {
 
     /// Apply a checked change.
     pub fn apply(&mut self, change: Change) {
+        if let Change::Patches(patches) = &change
+            && patches.is_empty()
+        {
+            return;
+        }
+        self.touched = true;
         match change {
             Change::Whole(w) => {
+                let w = *w;
                 let e = &mut self.event;
                 // Checked by `check_keep`: same event id, decision allow/deny, non-empty type.
                 e.event_type = w.event_type;
@@ -144,18 +156,25 @@ impl Flowing {
     }
 
     /// The event as the chain left it: metadata parsed if a stage changed it, normalised, and
-    /// checked against the field limits. The error names what is wrong, never a value.
+    /// checked against the field limits. Only what a stage changed is looked at again (the rest
+    /// is as ingest checked it), so an event no stage changed costs nothing here. The error
+    /// names what is wrong, never a value.
     pub fn finish(mut self) -> Result<Event, String> {
-        if self.stale {
+        let oversized = if self.stale {
             let text = self.meta_text.take().unwrap_or_default();
             self.event.metadata = parse_object(&text)?;
+            self.event.normalize();
+            self.event.oversized_field()
+        } else if self.touched {
+            self.event.normalize_typed();
+            self.event.oversized_typed_field()
+        } else {
+            None
+        };
+        match oversized {
+            Some((field, limit)) => Err(format!("{field} is longer than its limit of {limit} bytes")),
+            None => Ok(self.event),
         }
-        let mut event = self.event;
-        event.normalize();
-        if let Some((field, limit)) = event.oversized_field() {
-            return Err(format!("{field} is longer than its limit of {limit} bytes"));
-        }
-        Ok(event)
     }
 }
 

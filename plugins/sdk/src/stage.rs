@@ -153,8 +153,9 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct EventPatch<'a> {
     values: [Option<&'a str>; 16],
-    /// Per [`Patchable`] discriminant: `Some(new value)` once set.
-    patched: [Option<Option<String>>; 14],
+    /// The fields set so far, each once, in the order first set (empty, and no allocation,
+    /// for the events a stage leaves alone).
+    patched: Vec<(Patchable, Option<String>)>,
     verdict: Verdict,
 }
 
@@ -163,7 +164,7 @@ impl<'a> EventPatch<'a> {
     pub fn new(values: impl IntoIterator<Item = (Field, Option<&'a str>)>) -> EventPatch<'a> {
         let mut patch = EventPatch {
             values: [None; 16],
-            patched: Default::default(),
+            patched: Vec::new(),
             verdict: Verdict::Keep,
         };
         for (f, v) in values {
@@ -174,15 +175,19 @@ impl<'a> EventPatch<'a> {
 
     /// The value of `field`: the patched one if this stage set it, else what the host sent.
     pub fn get(&self, field: Field) -> Option<&str> {
-        match patchable(field).and_then(|p| self.patched[p as usize].as_ref()) {
-            Some(new) => new.as_deref(),
+        let patched = patchable(field).and_then(|p| self.patched.iter().find(|(f, _)| *f == p));
+        match patched {
+            Some((_, new)) => new.as_deref(),
             None => self.values[field as usize],
         }
     }
 
     /// Set `field` to `value` (`None` makes an optional field absent).
     pub fn set(&mut self, field: Patchable, value: Option<String>) {
-        self.patched[field as usize] = Some(value);
+        match self.patched.iter_mut().find(|(f, _)| *f == field) {
+            Some((_, old)) => *old = value,
+            None => self.patched.push((field, value)),
+        }
     }
 
     /// Drop the event on purpose.
@@ -201,23 +206,12 @@ impl<'a> EventPatch<'a> {
 
     /// Move the patches out (owned), leaving none: what a host applies.
     pub fn take_patches(&mut self) -> Vec<(Patchable, Option<String>)> {
-        let mut out = Vec::new();
-        for &f in &ALL_FIELDS {
-            if let Some(p) = patchable(f)
-                && let Some(v) = self.patched[p as usize].take()
-            {
-                out.push((p, v));
-            }
-        }
-        out
+        std::mem::take(&mut self.patched)
     }
 
-    /// The fields this stage set, with their new values, in [`Patchable`] order.
+    /// The fields this stage set, with their new values, in the order first set.
     pub fn patches(&self) -> impl Iterator<Item = (Patchable, Option<&str>)> + '_ {
-        ALL_FIELDS.iter().filter_map(|&f| {
-            let p = patchable(f)?;
-            self.patched[p as usize].as_ref().map(|v| (p, v.as_deref()))
-        })
+        self.patched.iter().map(|(p, v)| (*p, v.as_deref()))
     }
 
     pub fn event_id(&self) -> Option<&str> {
