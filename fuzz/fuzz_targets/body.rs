@@ -5,7 +5,8 @@
 //! tight limits (so every limit check is reachable by short inputs), bit 3 treat the rest as
 //! an already-compressed gzip body (corrupt or truncated members, concatenated members).
 //!
-//! Properties: no panic; a refusal is a 4xx; accepted events are storable as is
+//! Properties: no panic; a refusal is a 4xx that repeats nothing from the body
+//! ([`auditflow_fuzz::assert_no_echo`]); accepted events are storable as is
 //! ([`auditflow_fuzz::assert_storable`]); a gzip-wrapped body parses exactly like the plain
 //! one; a body accepted as NDJSON is accepted as JSON with the same events (a JSON body may
 //! be concatenated objects, which NDJSON lines are).
@@ -14,7 +15,9 @@
 use auditflow::config::Limits;
 use auditflow::ingest::body::{self, BodyFormat};
 use auditflow::ingest::parse;
-use auditflow_fuzz::{SOURCE, assert_client_error, assert_same_outcome, assert_storable, gzip, tight_limits};
+use auditflow_fuzz::{
+    SOURCE, assert_client_error, assert_no_echo, assert_same_outcome, assert_storable, gzip, tight_limits,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         match body::decode(rest, Some("gzip"), &limits) {
             Ok(inflated) => {
                 assert!(inflated.len() <= limits.max_decompressed_bytes, "inflated past the limit");
-                parse_and_check(&inflated, format, &limits);
+                let _ = parse_and_check(&inflated, format, &limits);
             }
             Err(e) => assert_client_error(&e),
         }
@@ -64,7 +67,10 @@ fn parse_and_check(
     let parsed = body::decode(decoded, None, limits).and_then(|d| parse::parse_events(&d, format, limits, SOURCE));
     match &parsed {
         Ok(events) => assert_storable(events, limits),
-        Err(e) => assert_client_error(e),
+        Err(e) => {
+            assert_client_error(e);
+            assert_no_echo(decoded, e);
+        }
     }
     parsed
 }

@@ -90,3 +90,52 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
             .expect("a tokio runtime")
     })
 }
+
+/// A refusal names fields, indexes, positions and limits, never a value or a sender-chosen
+/// key from the body (docs/SECURITY.md): no string in `body` that could not come from the
+/// message's own fixed text appears in the message or the field. Candidates are the string
+/// literals of the body of at least 8 bytes with a character no message template has (one of
+/// `@$%&~^|`), so a message can never match one by chance: libFuzzer's comparison tracing
+/// copies the messages' own words into bodies, so letters alone would not do.
+pub fn assert_no_echo(body: &[u8], e: &ApiError) {
+    assert_no_echo_besides(body, &[], e);
+}
+
+/// [`assert_no_echo`] for a request whose header values (`headers`) may be repeated: an
+/// unaccepted Content-Type is named in the 415, by design, and a body string that also
+/// appears in one is not counted.
+pub fn assert_no_echo_besides(body: &[u8], headers: &[&[u8]], e: &ApiError) {
+    for literal in string_literals(body) {
+        let Ok(text) = std::str::from_utf8(literal) else {
+            continue;
+        };
+        if text.len() < 8 || !text.chars().any(|c| "@$%&~^|".contains(c)) {
+            continue;
+        }
+        if headers.iter().any(|h| h.windows(literal.len()).any(|w| w == literal)) {
+            continue;
+        }
+        assert!(!e.error.contains(text), "an error message repeats a string from the body");
+        assert!(
+            !e.field.as_deref().unwrap_or("").contains(text),
+            "an error's field repeats a string from the body"
+        );
+    }
+}
+
+/// The raw contents of the `"…"` literals in `body` that have no escapes.
+fn string_literals(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = body;
+    std::iter::from_fn(move || {
+        loop {
+            let open = rest.iter().position(|&b| b == b'"')?;
+            let after = &rest[open + 1..];
+            let close = after.iter().position(|&b| b == b'"' || b == b'\\')?;
+            let (literal, escaped) = (&after[..close], after[close] == b'\\');
+            rest = &after[close + 1..];
+            if !escaped {
+                return Some(literal);
+            }
+        }
+    })
+}
