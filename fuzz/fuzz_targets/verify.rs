@@ -3,16 +3,17 @@
 //! A small store is built once with the host's store API (events in three batches, signed
 //! checkpoints, a retention run that removed the oldest events under a signed record). Each
 //! input is a list of corruptions applied to a fresh copy of it, as someone with write access
-//! to the database would: through SQL with the append-only triggers dropped (edit a column of
-//! an event, checkpoint or retention row to a chosen value, flip a byte of it, delete a row,
-//! insert a copy of an event under another `seq`) or by flipping bits of the file itself. Then
-//! the store is opened and verified with the signing key as the trusted key.
+//! to the database would: through SQL with the append-only triggers dropped (set a column of
+//! an event, checkpoint or retention row to a chosen value, flip a bit of one, delete a row,
+//! insert a copy of an event under another `seq` and event id) or by flipping bits of the
+//! file itself. Then the store is opened and verified with the signing key as trusted key.
 //!
 //! Properties: opening and verifying never panic or hang (libFuzzer's `-timeout`); the
-//! corruptions that verify must catch by construction are caught: deleting an event row (while
-//! the checkpoints are intact: the newest rows are covered by one only), inserting one, changing a row's `hash` or `prev_hash`, or changing any other column of an event
-//! to a different integer or text value (every column is in the hashed canonical bytes; the
-//! chain is signed to its end), except `event_id` and `metadata`, whose text has other
+//! corruptions that verify must catch by construction are caught: deleting an event row
+//! (while the checkpoints are intact: the newest rows are covered by one only), inserting a
+//! forged one, changing a row's `hash` or `prev_hash`, or changing any other column of an
+//! event to a different integer or text value (every column is in the hashed canonical bytes;
+//! the chain is signed to its end), except `event_id` and `metadata`, whose text has other
 //! spellings of the same value. Anything else may pass or be reported, but must not crash.
 #![no_main]
 
@@ -128,19 +129,18 @@ async fn corrupt(db: &Path, data: &[u8]) -> bool {
                 deleted |= done;
             }
             3 => {
-                // A copy of an event under another seq (an inserted or replayed row).
+                // A forged row: a copy of an event under another seq and a new event id.
                 let to = i64::from(*b) - 8;
-                let columns = EVENT_COLUMNS[1..].join(", ");
+                let columns = EVENT_COLUMNS[2..].join(", ");
                 let done = sqlx::query(AssertSqlSafe(format!(
-                    "INSERT INTO audit_events (seq, {columns}) SELECT ?, {columns} FROM audit_events WHERE seq = ?"
+                    "INSERT INTO audit_events (seq, event_id, {columns}) SELECT ?, ?, {columns} FROM audit_events WHERE seq = ?"
                 )))
                 .bind(to)
+                .bind(format!("01950000-0000-7000-8000-00000000f{:03x}", to.rem_euclid(4096)))
                 .bind(seq)
                 .execute(&mut conn)
                 .await
                 .is_ok_and(|r| r.rows_affected() > 0);
-                // Under a unique index on (source, event_id) this only succeeds after the
-                // original was edited or deleted, which counts on its own.
                 must_detect |= done;
             }
             4 | 5 => {
