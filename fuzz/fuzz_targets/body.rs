@@ -24,14 +24,25 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let format = if mode & 1 != 0 { BodyFormat::Ndjson } else { BodyFormat::Json };
-    let limits = if mode & 4 != 0 { tight_limits() } else { Limits::default() };
+    let format = if mode & 1 != 0 {
+        BodyFormat::Ndjson
+    } else {
+        BodyFormat::Json
+    };
+    let limits = if mode & 4 != 0 {
+        tight_limits()
+    } else {
+        Limits::default()
+    };
 
     if mode & 8 != 0 {
         // Raw gzip bytes as sent: whatever they hold, decoding answers, within the limit.
         match body::decode(rest, Some("gzip"), &limits) {
             Ok(inflated) => {
-                assert!(inflated.len() <= limits.max_decompressed_bytes, "inflated past the limit");
+                assert!(
+                    inflated.len() <= limits.max_decompressed_bytes,
+                    "inflated past the limit"
+                );
                 let _ = parse_and_check(&inflated, format, &limits);
             }
             Err(e) => assert_client_error(&e),

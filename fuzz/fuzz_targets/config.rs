@@ -23,17 +23,27 @@ fuzz_target!(|data: &[u8]| {
         Ok(config) => {
             let l = &config.server.limits;
             assert!((1..=127).contains(&l.max_depth), "max_depth out of range");
-            for value in [l.max_body_bytes, l.max_decompressed_bytes, l.max_events, l.max_event_bytes] {
+            for value in [
+                l.max_body_bytes,
+                l.max_decompressed_bytes,
+                l.max_events,
+                l.max_event_bytes,
+            ] {
                 assert!(value > 0, "a zero size limit was accepted");
             }
             assert!(
-                l.max_in_flight_body_bytes >= l.max_body_bytes.saturating_add(l.max_decompressed_bytes.saturating_mul(5)),
+                l.max_in_flight_body_bytes
+                    >= l.max_body_bytes
+                        .saturating_add(l.max_decompressed_bytes.saturating_mul(5)),
                 "an in-flight budget smaller than one request was accepted"
             );
             assert!(config.pipeline.batch_size > 0, "a zero batch size was accepted");
             let mut stages = HashSet::new();
             assert!(
-                config.stages.iter().all(|s| !s.name.is_empty() && stages.insert(&s.name)),
+                config
+                    .stages
+                    .iter()
+                    .all(|s| !s.name.is_empty() && stages.insert(&s.name)),
                 "an empty or repeated stage name was accepted"
             );
             let mut sinks = HashSet::new();

@@ -71,7 +71,11 @@ const PATCHABLE: [Patchable; 14] = [
 ];
 
 fuzz_target!(|input: Input| {
-    let original = if input.full { contract::full_event(7) } else { contract::event(7) };
+    let original = if input.full {
+        contract::full_event(7)
+    } else {
+        contract::event(7)
+    };
     match input.answer {
         Answer::Whole(w) => {
             let mut after = to_wit(&original);
@@ -136,7 +140,10 @@ fn check(original: &Event, lifted: Result<Event, Refused>, expected: &[(Patchabl
         Err(Refused::Chain(message)) => panic!("the stage's check passed an answer the chain cannot finish: {message}"),
     };
     assert_eq!(event.event_id, original.event_id, "a plugin changed the event id");
-    assert_eq!(event.source, original.source, "a plugin changed the authenticated source");
+    assert_eq!(
+        event.source, original.source,
+        "a plugin changed the authenticated source"
+    );
     assert!(!event.event_type.is_empty(), "an empty event_type got through");
     assert_eq!(event.oversized_field(), None, "an oversized field got through");
     assert!(!event.needs_normalizing(), "an unnormalised event got through");
@@ -144,7 +151,11 @@ fn check(original: &Event, lifted: Result<Event, Refused>, expected: &[(Patchabl
         if *field == Patchable::TimestampUs {
             // Any spelling of the integer (`+7`, `007`) is the same time.
             let set = value.as_deref().and_then(|v| v.parse::<i64>().ok());
-            assert_eq!(Some(event.timestamp.timestamp_micros()), set, "the timestamp is not what the plugin set");
+            assert_eq!(
+                Some(event.timestamp.timestamp_micros()),
+                set,
+                "the timestamp is not what the plugin set"
+            );
             continue;
         }
         let value = value.as_deref().map(|v| v.replace('\0', "\u{FFFD}"));

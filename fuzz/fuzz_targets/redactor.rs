@@ -36,7 +36,9 @@ fuzz_target!(|data: &[u8]| {
 
     let matches = redactor.typed_field_matches(&text);
     let mut event = event(&text);
-    redactor.redact(&mut event).expect("metadata built by serde_json is JSON");
+    redactor
+        .redact(&mut event)
+        .expect("metadata built by serde_json is JSON");
     let metadata: Value = serde_json::from_str(&event.metadata).expect("redacted metadata is JSON");
     assert!(metadata.is_object(), "redacted metadata is not an object");
     if let Some(out) = &event.reason {
@@ -50,7 +52,11 @@ fuzz_target!(|data: &[u8]| {
         redactor.redact(&mut e).expect("no metadata to fail on");
         let spent = thread_cpu_time().saturating_sub(started);
         let budget = BUDGET_PER_BYTE * u32::try_from(big.len()).expect("16 KiB and a bit");
-        assert!(spent <= budget, "redacting {} bytes took {spent:?} of CPU (budget {budget:?})", big.len());
+        assert!(
+            spent <= budget,
+            "redacting {} bytes took {spent:?} of CPU (budget {budget:?})",
+            big.len()
+        );
     }
 });
 
@@ -142,5 +148,8 @@ fn thread_cpu_time() -> Duration {
     // SAFETY: `t` is a valid timespec for clock_gettime to write.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }

@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let sark_route = mode & 1 != 0;
-    let limits = if mode & 2 != 0 { tight_limits() } else { Limits::default() };
+    let limits = if mode & 2 != 0 {
+        tight_limits()
+    } else {
+        Limits::default()
+    };
     let (content_type, rest) = line(rest);
     let (content_encoding, raw) = line(rest);
 
@@ -45,7 +49,11 @@ fuzz_target!(|data: &[u8]| {
         headers.insert(header::CONTENT_TYPE, v);
     }
 
-    let result = if sark_route { post_sark(&headers, raw, &limits) } else { post_events(&headers, raw, &limits) };
+    let result = if sark_route {
+        post_sark(&headers, raw, &limits)
+    } else {
+        post_events(&headers, raw, &limits)
+    };
     match result {
         Ok(events) => {
             assert_storable(&events, &limits);

@@ -40,13 +40,37 @@ const FILES: [&str; 3] = ["store.db", "store.db-wal", "store.db-shm"];
 
 /// Columns of `audit_events`, in table order.
 const EVENT_COLUMNS: [&str; 20] = [
-    "seq", "event_id", "event_type", "ts_us", "actor_type", "actor_id", "agent_id", "server_name", "tool_name",
-    "decision", "outcome", "reason", "request_id", "correlation_id", "source_ip", "source", "metadata",
-    "received_us", "prev_hash", "hash",
+    "seq",
+    "event_id",
+    "event_type",
+    "ts_us",
+    "actor_type",
+    "actor_id",
+    "agent_id",
+    "server_name",
+    "tool_name",
+    "decision",
+    "outcome",
+    "reason",
+    "request_id",
+    "correlation_id",
+    "source_ip",
+    "source",
+    "metadata",
+    "received_us",
+    "prev_hash",
+    "hash",
 ];
 const CHECKPOINT_COLUMNS: [&str; 5] = ["seq", "head_hash", "created_us", "key_id", "signature"];
 const RETENTION_COLUMNS: [&str; 8] = [
-    "cutoff_us", "head_seq", "head_hash", "created_us", "removed", "runs", "key_id", "signature",
+    "cutoff_us",
+    "head_seq",
+    "head_hash",
+    "created_us",
+    "removed",
+    "runs",
+    "key_id",
+    "signature",
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -69,7 +93,10 @@ fuzz_target!(|data: &[u8]| {
     if must_detect {
         // Not readable at all, or read and found broken: either way, not "chain ok".
         if let Ok(report) = &outcome {
-            assert!(!report.is_ok(), "verify passed a store whose chain was tampered with: {report}");
+            assert!(
+                !report.is_ok(),
+                "verify passed a store whose chain was tampered with: {report}"
+            );
         }
     }
 });
@@ -165,10 +192,13 @@ async fn corrupt(db: &Path, data: &[u8]) -> bool {
                 checkpoints_touched |= table == "chain_checkpoints";
                 match *a >> 6 {
                     0 => {
-                        let _ = sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE {} = ?", key_column(table))))
-                            .bind(row)
-                            .execute(&mut conn)
-                            .await;
+                        let _ = sqlx::query(AssertSqlSafe(format!(
+                            "DELETE FROM {table} WHERE {} = ?",
+                            key_column(table)
+                        )))
+                        .bind(row)
+                        .execute(&mut conn)
+                        .await;
                     }
                     1 => {
                         let Some((&bit, rest)) = ops.split_first() else { break };
@@ -182,7 +212,10 @@ async fn corrupt(db: &Path, data: &[u8]) -> bool {
                     }
                 }
             }
-            _ => file_flips.push((usize::from(*a) << 8 | usize::from(*b), ops.first().copied().unwrap_or(1))),
+            _ => file_flips.push((
+                usize::from(*a) << 8 | usize::from(*b),
+                ops.first().copied().unwrap_or(1),
+            )),
         }
     }
     conn.close().await.expect("close the copy");
@@ -293,10 +326,10 @@ async fn read(conn: &mut SqliteConnection, table: &str, column: &str, key: i64) 
         "SELECT {column}, typeof({column}) FROM {table} WHERE {} = ?",
         key_column(table)
     )))
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await
-        .ok()??;
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await
+    .ok()??;
     let kind: String = row.try_get(1).ok()?;
     match kind.as_str() {
         "integer" => row.try_get(0).ok().map(Stored::Int),
@@ -329,9 +362,12 @@ fn template() -> &'static Template {
         let path: PathBuf = dir.path().join("store.db");
         let signer = CheckpointSigner::generate().expect("a signing key");
         let key = signer.verifying_key();
-        let retention_signer = CheckpointSigner::parse(&signer.private_key_hex(), "the template key").expect("its own key");
+        let retention_signer =
+            CheckpointSigner::parse(&signer.private_key_hex(), "the template key").expect("its own key");
         runtime().block_on(async {
-            let store = store::open(&format!("sqlite://{}", path.display())).await.expect("open the template store");
+            let store = store::open(&format!("sqlite://{}", path.display()))
+                .await
+                .expect("open the template store");
             store
                 .enable_checkpoints(Arc::new(Checkpointing {
                     signer,
@@ -350,7 +386,10 @@ fn template() -> &'static Template {
                 keep_after_seq: 3,
                 dry_run: false,
             };
-            let removed = store.apply_retention(request, &retention_signer).await.expect("retention");
+            let removed = store
+                .apply_retention(request, &retention_signer)
+                .await
+                .expect("retention");
             assert!(removed.removed > 0, "the template's retention removed nothing");
             let report = verify::verify(&*store, &[key]).await.expect("verify the template");
             assert!(report.is_ok(), "the template store does not verify: {report}");

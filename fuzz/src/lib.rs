@@ -119,7 +119,10 @@ pub fn assert_no_echo_besides(body: &[u8], headers: &[&[u8]], e: &ApiError) {
         {
             continue;
         }
-        assert!(!e.error.contains(text), "an error message repeats a string from the body");
+        assert!(
+            !e.error.contains(text),
+            "an error message repeats a string from the body"
+        );
         assert!(
             !e.field.as_deref().unwrap_or("").contains(text),
             "an error's field repeats a string from the body"

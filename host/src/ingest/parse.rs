@@ -175,7 +175,10 @@ where
             // JSON's whitespace only (space, tab, CR): `trim_ascii` would also take form feeds,
             // accepting lines that are not JSON texts, which a JSON body refuses.
             let start = skip_ws(line, 0);
-            let end = line[start..].iter().rposition(|b| !is_json_ws(*b)).map_or(start, |i| start + i + 1);
+            let end = line[start..]
+                .iter()
+                .rposition(|b| !is_json_ws(*b))
+                .map_or(start, |i| start + i + 1);
             let trimmed = &line[start..end];
             if trimmed.is_empty() {
                 continue;

@@ -208,7 +208,11 @@ pub(crate) fn check_object_text(text: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        Err(e) => Err(format!("metadata is not valid JSON (line {}, column {})", e.line(), e.column())),
+        Err(e) => Err(format!(
+            "metadata is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )),
     }
 }
 
@@ -484,7 +488,11 @@ mod tests {
         // number out of range) or finish (a key over its limit).
         assert!(check_patch(Patchable::Metadata, Some(r#"{"a":1e400}"#)).is_err());
         let key = format!(r#"{{"a":[{{"{}":1}}]}}"#, "k".repeat(257));
-        assert!(check_patch(Patchable::Metadata, Some(&key)).unwrap_err().contains("metadata key"));
+        assert!(
+            check_patch(Patchable::Metadata, Some(&key))
+                .unwrap_err()
+                .contains("metadata key")
+        );
         assert!(check_patch(Patchable::Metadata, Some(r#"{"a":[1,{"b":null}],"c":"\u0000"}"#)).is_ok());
         let long = "x".repeat(300);
         assert!(
@@ -501,10 +509,7 @@ mod tests {
         let mut f = Flowing::new(contract::event(1));
         let mut w = f.to_wit();
         w.event_type = nul;
-        assert_eq!(
-            crate::plugin::bindings::oversized_field(&w),
-            Some(("event_type", 128))
-        );
+        assert_eq!(crate::plugin::bindings::oversized_field(&w), Some(("event_type", 128)));
         assert!(check_patch(Patchable::TimestampUs, Some("1700000000000000")).is_ok());
     }
 }

@@ -521,7 +521,10 @@ mod tests {
             .await
             .expect("insert the forged row");
             conn.close().await.expect("close");
-            let all = store.query(&crate::store::query::EventQuery::default()).await.expect("query");
+            let all = store
+                .query(&crate::store::query::EventQuery::default())
+                .await
+                .expect("query");
             assert_eq!(all.len(), 6, "the forged row is visible to queries");
 
             let report = verify(&store, &[]).await.expect("verify");

@@ -162,7 +162,11 @@ impl Redactor {
     pub fn typed_field_matches(&self, text: &str) -> Vec<(usize, usize, &'static str)> {
         let mut scratch = Scratch::default();
         self.find(text, Within::default(), &mut scratch);
-        scratch.hits.iter().map(|h| (h.start, h.end, h.detector.name())).collect()
+        scratch
+            .hits
+            .iter()
+            .map(|h| (h.start, h.end, h.detector.name()))
+            .collect()
     }
 
     /// Find everything in `text`, into `scratch.hits`; `within` says where it sits.
