@@ -121,6 +121,13 @@ pub fn field_limit(field: &str) -> usize {
         .map_or(usize::MAX, |(_, limit)| *limit)
 }
 
+/// The length of `s` in UTF-8 bytes once [`Event::normalize`] has run on it: each U+0000 (one
+/// byte) becomes U+FFFD (three). What a plugin hands back is checked on this length, so a value
+/// that passes a stage's check still fits its limit when the chain finishes the event.
+pub fn normalized_len(s: &str) -> usize {
+    s.len() + 2 * s.bytes().filter(|&b| b == 0).count()
+}
+
 impl Event {
     /// The first typed field longer than its [`FIELD_LIMITS`] entry (or metadata key longer
     /// than `metadata key`), with that limit.

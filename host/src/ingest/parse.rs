@@ -172,11 +172,18 @@ where
                 line = &line[BOM.len()..];
                 lead = BOM.len();
             }
-            let trimmed = line.trim_ascii();
+            // JSON's whitespace only (space, tab, CR): `trim_ascii` would also take form feeds,
+            // accepting lines that are not JSON texts, which a JSON body refuses.
+            let start = skip_ws(line, 0);
+            let end = line[start..]
+                .iter()
+                .rposition(|b| !is_json_ws(*b))
+                .map_or(start, |i| start + i + 1);
+            let trimmed = &line[start..end];
             if trimmed.is_empty() {
                 continue;
             }
-            lead += line.len() - line.trim_ascii_start().len();
+            lead += start;
             self.check_count()?;
             self.check_size(trimmed.len())?;
             match serde_json::from_slice::<Value>(trimmed) {
@@ -412,10 +419,15 @@ fn translate(body: &[u8], base: usize, line: usize, column: usize) -> (usize, us
 }
 
 fn skip_ws(body: &[u8], mut pos: usize) -> usize {
-    while let Some(b' ' | b'\n' | b'\r' | b'\t') = body.get(pos) {
+    while body.get(pos).is_some_and(|b| is_json_ws(*b)) {
         pos += 1;
     }
     pos
+}
+
+/// Whitespace as JSON (RFC 8259) has it: no form feed or vertical tab.
+fn is_json_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
 }
 
 /// The top-level fields of the canonical event and of SARK's payload: the only key names an
@@ -816,6 +828,17 @@ mod tests {
     fn ndjson_is_one_event_per_line_and_blank_lines_are_ignored() {
         let body = format!("{OK}\n\n  \r\n{OK}\r\n");
         assert_eq!(ndjson(&body).unwrap().len(), 2);
+    }
+
+    /// Found by fuzz/fuzz_targets/body.rs: NDJSON lines were trimmed of form feeds, which are
+    /// not JSON whitespace, so a body a JSON parse refuses was accepted as NDJSON.
+    #[test]
+    fn ndjson_takes_only_json_whitespace_around_an_event() {
+        for body in [format!("{OK}\u{c}\n"), format!("\u{c}{OK}\n"), format!("{OK}\n\u{c}\n")] {
+            assert_eq!(ndjson(&body).unwrap_err().status, StatusCode::BAD_REQUEST, "{body:?}");
+            assert_eq!(json(&body).unwrap_err().status, StatusCode::BAD_REQUEST, "{body:?}");
+        }
+        assert_eq!(ndjson(&format!(" \t{OK}\t \r\n")).unwrap().len(), 1);
     }
 
     #[test]

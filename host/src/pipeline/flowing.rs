@@ -219,9 +219,80 @@ pub(crate) fn check_object_text(text: &str) -> Result<(), String> {
         return Err("metadata is not a JSON object".into());
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    serde::de::Deserializer::deserialize_ignored_any(&mut de, serde::de::IgnoredAny)
-        .and_then(|_| de.end())
-        .map_err(|e| format!("metadata is not valid JSON (line {}, column {})", e.line(), e.column()))
+    match serde::de::Deserialize::deserialize(&mut de).and_then(|checked: Checked| de.end().map(|()| checked)) {
+        Ok(Checked { longest_key }) => {
+            let limit = crate::event::field_limit("metadata key");
+            if longest_key > limit {
+                return Err(format!("metadata key is longer than its limit of {limit} bytes"));
+            }
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "metadata is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )),
+    }
+}
+
+/// A JSON value read the way [`parse_object`] reads it (so every number must fit, as a
+/// `Value` needs), without building it: what [`check_object_text`] accepts, the chain can
+/// finish. Only the longest object key is kept (its length as stored, normalised), for the
+/// `metadata key` limit.
+struct Checked {
+    longest_key: usize,
+}
+
+impl<'de> serde::de::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::de::Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
+        d.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked { longest_key: 0 })
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked { longest_key: 0 })
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked { longest_key: 0 })
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked { longest_key: 0 })
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked { longest_key: 0 })
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked { longest_key: 0 })
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        let mut longest_key = 0;
+        while let Some(Checked { longest_key: k }) = seq.next_element()? {
+            longest_key = longest_key.max(k);
+        }
+        Ok(Checked { longest_key })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        let mut longest_key = 0;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let Checked { longest_key: k } = map.next_value()?;
+            longest_key = longest_key.max(k).max(crate::event::normalized_len(&key));
+        }
+        Ok(Checked { longest_key })
+    }
 }
 
 /// Check one patch of a 1.1 stage against the contract: the value must be one the field can
@@ -240,7 +311,9 @@ pub(crate) fn check_patch(field: Patchable, value: Option<&str>) -> Result<(), S
         (Patchable::Decision, Some(v)) if Decision::parse(v).is_none() => Err("decision must be allow or deny".into()),
         (Patchable::Metadata, Some(v)) => check_object_text(v),
         (_, Some(v)) => match crate::event::FIELD_LIMITS.iter().find(|(f, _)| *f == limit_name(field)) {
-            Some((f, limit)) if v.len() > *limit => Err(format!("{f} is longer than its limit of {limit} bytes")),
+            Some((f, limit)) if crate::event::normalized_len(v) > *limit => {
+                Err(format!("{f} is longer than its limit of {limit} bytes"))
+            }
             _ => Ok(()),
         },
         _ => Ok(()),
@@ -430,6 +503,16 @@ mod tests {
                 .unwrap_err()
                 .contains("valid JSON")
         );
+        // The same gap for metadata: text the check passed but the chain could not parse (a
+        // number out of range) or finish (a key over its limit).
+        assert!(check_patch(Patchable::Metadata, Some(r#"{"a":1e400}"#)).is_err());
+        let key = format!(r#"{{"a":[{{"{}":1}}]}}"#, "k".repeat(257));
+        assert!(
+            check_patch(Patchable::Metadata, Some(&key))
+                .unwrap_err()
+                .contains("metadata key")
+        );
+        assert!(check_patch(Patchable::Metadata, Some(r#"{"a":[1,{"b":null}],"c":"\u0000"}"#)).is_ok());
         let long = "x".repeat(300);
         assert!(
             check_patch(Patchable::RequestId, Some(&long))
@@ -437,6 +520,15 @@ mod tests {
                 .contains("256 bytes")
         );
         assert!(check_patch(Patchable::ActorId, None).is_ok());
+        // Found by fuzz/fuzz_targets/plugin_output.rs: a U+0000 becomes U+FFFD (three bytes)
+        // when the chain finishes the event, so a value that fit before normalising passed the
+        // stage's check and then failed the whole chain, bypassing the stage's error policy.
+        let nul = format!("{}\0", "x".repeat(127));
+        assert!(check_patch(Patchable::EventType, Some(&nul)).is_err());
+        let mut f = Flowing::new(contract::event(1));
+        let mut w = f.to_wit();
+        w.event_type = nul;
+        assert_eq!(crate::plugin::bindings::oversized_field(&w), Some(("event_type", 128)));
         assert!(check_patch(Patchable::TimestampUs, Some("1700000000000000")).is_ok());
     }
 }

@@ -656,3 +656,48 @@ impl Stage {
         }
     }
 }
+
+/// Entry points for the fuzz targets (`fuzz/fuzz_targets/plugin_output.rs`) into the checks
+/// this module keeps private: how a stage's answer for one event is checked and lifted back
+/// into the chain. Not an API; nothing but `fuzz/` calls it.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::flowing::{Change, Flowing, check_patch};
+    use super::{Patchable, WitEvent, check_keep};
+    use crate::event::Event;
+
+    /// Why a stage's answer did not make it into the chain.
+    #[derive(Debug)]
+    pub enum Refused {
+        /// The stage broke the contract: its error policy applies to this event alone.
+        Stage(String),
+        /// The chain as a whole failed at its end (the request is rejected).
+        Chain(String),
+    }
+
+    /// The contract 1.0 record a stage is given for `event`.
+    pub fn to_wit(event: &Event) -> WitEvent {
+        Flowing::new(event.clone()).to_wit()
+    }
+
+    /// A 1.0 stage kept `event` and handed back `after`: checked against what it was given,
+    /// applied and finished, as the pipeline does.
+    pub fn lift_whole(event: Event, after: WitEvent) -> Result<Event, Refused> {
+        let mut flowing = Flowing::new(event);
+        let before = flowing.to_wit();
+        check_keep(&before, &after).map_err(Refused::Stage)?;
+        flowing.apply(Change::Whole(after));
+        flowing.finish().map_err(Refused::Chain)
+    }
+
+    /// A 1.1 stage sent `patches` for `event`: each checked, then applied and finished.
+    pub fn lift_patches(event: Event, patches: Vec<(Patchable, Option<String>)>) -> Result<Event, Refused> {
+        patches
+            .iter()
+            .try_for_each(|(field, value)| check_patch(*field, value.as_deref()))
+            .map_err(Refused::Stage)?;
+        let mut flowing = Flowing::new(event);
+        flowing.apply(Change::Patches(patches));
+        flowing.finish().map_err(Refused::Chain)
+    }
+}

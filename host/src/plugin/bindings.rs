@@ -139,7 +139,10 @@ pub fn oversized_field(e: &WitEvent) -> Option<(&'static str, usize)> {
     ];
     fields.into_iter().find_map(|(field, value)| {
         let limit = crate::event::field_limit(field);
-        value.is_some_and(|v| v.len() > limit).then_some((field, limit))
+        // Measured as stored (normalised), as the chain checks it at its end.
+        value
+            .is_some_and(|v| crate::event::normalized_len(v) > limit)
+            .then_some((field, limit))
     })
 }
 

@@ -12,7 +12,8 @@
 //!   and no retention record with a valid signature covers exactly those rows
 //!   ([`retention`](super::retention): a covered gap is reported as removed by retention, and
 //!   the row after it must link to the hash the record signed for the last removed row).
-//! - [`BreakKind::InsertedRow`]: two rows carry the same `seq`.
+//! - [`BreakKind::InsertedRow`]: two rows carry the same `seq`, or a row has a `seq` below 1,
+//!   where the chain starts (the walk would never read it, but queries return it).
 //! - [`BreakKind::BrokenLink`]: a row's `prev_hash` is not the previous row's `hash`: the
 //!   previous row was rewritten with a recomputed hash, or this row was replaced or inserted.
 //! - [`BreakKind::CheckpointMismatch`]: the chain verifies on its own but row `seq` no longer
@@ -177,9 +178,10 @@ pub async fn verify(store: &dyn Store, trusted: &[VerifyingKey]) -> Result<Verif
     };
     let chain_break = walk.run(store).await?;
     let chain_break = chain_break.or_else(|| walk.truncation());
+    let before_break = before_the_chain(store).await?;
 
     // Report whichever comes first in the chain.
-    let failure = [signature_break, retention_break, chain_break]
+    let failure = [signature_break, retention_break, chain_break, before_break]
         .into_iter()
         .flatten()
         .min_by_key(|b| b.seq);
@@ -194,6 +196,29 @@ pub async fn verify(store: &dyn Store, trusted: &[VerifyingKey]) -> Result<Verif
         retention,
         failure,
     })
+}
+
+/// A row below seq 1, where the chain starts. No writer stores one, so it is forged, and the
+/// walk, which reads upwards from seq 0, would never see it while queries still return it.
+async fn before_the_chain(store: &dyn Store) -> Result<Option<ChainBreak>, StoreError> {
+    let first = match store.chain(i64::MIN, 1).await {
+        Ok(page) => page,
+        // The lowest row cannot be decoded: it is below the chain if the chain's own first row
+        // can be (otherwise the walk reports that row as unreadable).
+        Err(StoreError::Database(msg)) => {
+            return Ok(store.chain(0, 1).await.is_ok().then(|| ChainBreak {
+                seq: 0,
+                kind: BreakKind::UnreadableRow,
+                detail: format!("a row below seq 1, where the chain starts, cannot be read: {msg}"),
+            }));
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(first.first().filter(|row| row.event.seq < 1).map(|row| ChainBreak {
+        seq: row.event.seq,
+        kind: BreakKind::InsertedRow,
+        detail: format!("a row has seq {}, below seq 1 where the chain starts", row.event.seq),
+    }))
 }
 
 /// The retention records whose signatures verify with a trusted key, and the first one that
@@ -473,6 +498,39 @@ mod tests {
         let other = CheckpointSigner::generate().expect("key");
         let report = verify(&store, &[other.verifying_key()]).await.expect("verify");
         assert_eq!(report.failure.map(|b| b.kind), Some(BreakKind::BadSignature));
+    }
+
+    /// Found by fuzz/fuzz_targets/verify.rs: a forged row below seq 1 was never read by the
+    /// walk, so verify passed while `auditflow query` listed the forged event.
+    #[tokio::test]
+    async fn a_forged_row_below_seq_1_is_reported() {
+        use sqlx::Connection;
+        for seq in [0, -7] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+            let store = SqliteStore::open(&url).await.expect("open");
+            store.append(&events(5), Utc::now()).await.expect("append");
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+            sqlx::query(
+                "INSERT INTO audit_events (seq, event_id, event_type, ts_us, source, metadata, received_us, \
+                 prev_hash, hash) SELECT ?, '01950000-0000-7000-8000-0000000000ff', event_type, ts_us, source, \
+                 metadata, received_us, prev_hash, hash FROM audit_events WHERE seq = 3",
+            )
+            .bind(seq)
+            .execute(&mut conn)
+            .await
+            .expect("insert the forged row");
+            conn.close().await.expect("close");
+            let all = store
+                .query(&crate::store::query::EventQuery::default())
+                .await
+                .expect("query");
+            assert_eq!(all.len(), 6, "the forged row is visible to queries");
+
+            let report = verify(&store, &[]).await.expect("verify");
+            let b = report.failure.expect("a forged row must fail verify");
+            assert_eq!((b.seq, b.kind), (seq, BreakKind::InsertedRow), "{b}");
+        }
     }
 
     #[tokio::test]
