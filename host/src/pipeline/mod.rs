@@ -686,7 +686,7 @@ pub mod fuzzing {
         let mut flowing = Flowing::new(event);
         let before = flowing.to_wit();
         check_keep(&before, &after).map_err(Refused::Stage)?;
-        flowing.apply(Change::Whole(after));
+        flowing.apply(Change::Whole(Box::new(after)));
         flowing.finish().map_err(Refused::Chain)
     }
 
