@@ -34,6 +34,15 @@ use crate::event::{Event, StoredEvent};
 /// second process on the same file) before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page cache of each connection, KiB (`PRAGMA cache_size = -N`).
+pub const CACHE_KIB: u64 = 32 * 1024;
+
+/// Page cache of each read connection, KiB: readers mostly read what was just written.
+const READ_CACHE_KIB: u64 = 4 * 1024;
+
+/// How much of the database file connections read through mmap (`PRAGMA mmap_size`).
+pub const MMAP_BYTES: u64 = 256 << 20;
+
 /// Read connections: queries, the readiness ping, sink cursors. Small: SQLite readers are cheap
 /// and this is the embedded backend.
 const READ_CONNECTIONS: u32 = 4;
@@ -64,7 +73,14 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Eight indexes, two of them on random ids, touch pages all over the file: with
+            // SQLite's default 2 MiB page cache most of them are re-read from the OS on every
+            // batch (a third of the writer's time went to copying pages in and out of the
+            // kernel). A bigger cache and reads through mmap keep them close; durability is
+            // unchanged (WAL, synchronous = FULL: writes still go through the WAL and fsync).
+            .pragma("cache_size", format!("-{}", CACHE_KIB))
+            .pragma("mmap_size", MMAP_BYTES.to_string());
 
         if !memory {
             create_parent_dir(options.get_filename())?;
@@ -92,7 +108,11 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(READ_CONNECTIONS)
-                .connect_with(options.pragma("query_only", "ON"))
+                .connect_with(
+                    options
+                        .pragma("query_only", "ON")
+                        .pragma("cache_size", format!("-{}", READ_CACHE_KIB)),
+                )
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("cannot open sqlite database for reading: {e}")))?
         };
