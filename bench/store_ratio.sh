@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# Store throughput: auditflow end to end on PostgreSQL versus a raw COPY into the same schema.
+# Store throughput: auditflow end to end versus the raw ceiling of its store, same schema.
+#
+# STORE=postgres (default): the ceiling is a raw COPY into the same schema (below).
+# STORE=sqlite: the ceiling is `sqlite_ceiling`, one prepared INSERT per row in transactions of
+#   COPY_BATCH rows into a fresh file migrated with auditflow's schema, WAL + synchronous=FULL as
+#   auditflow uses; (b) is the server storing into a fresh SQLite file in the same folder.
 #
 # In one run against the same PostgreSQL, RUNS times each:
 #   (a) ceiling: `copy_ceiling` COPYs EVENTS synthesized dev-set events straight into a fresh
@@ -14,6 +19,7 @@
 #   bench/store_ratio.sh                      # 3 runs of 100 000 events
 #   RUNS=5 EVENTS=200000 CONNS=32 IDS=v7 bench/store_ratio.sh
 #   COMPARE_BIN=/tmp/auditflow-before bench/store_ratio.sh   # also (b) with another build, same runs
+#   STORE=sqlite bench/store_ratio.sh          # the embedded store against its raw ceiling
 #
 # Needs: psql on PATH, a PostgreSQL reachable at PG (no password, or via ~/.pgpass / PGPASSWORD).
 set -euo pipefail
@@ -26,6 +32,7 @@ IDS=${IDS:-v4}    # fresh event ids: v4 (random, like the dev set) or v7 (time-o
 PIPELINE=${PIPELINE:-quickstart}   # quickstart (redact + enrich) or none (the store path alone)
 COPY_BATCH=${COPY_BATCH:-5000}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
+STORE=${STORE:-postgres}  # postgres or sqlite
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -67,11 +74,17 @@ export AUDITFLOW_TOKEN=bench-token-$$
 # (b) auditflow end to end, quick start pipeline, PostgreSQL: run_e2e BINARY LABEL; sets `result`.
 run_e2e() {
     local server_bin=$1 label=$2 db port out
-    db=$(new_db "e2e$run$label")
+    if [ "$STORE" = sqlite ]; then
+        db=
+        url="sqlite://$WORK/e2e-$run-$label.db"
+    else
+        db=$(new_db "e2e$run$label")
+        url="$PG/$db"
+    fi
     port=$(free_port)
     # The quick start config with PostgreSQL storage, this run's port and a checkpoint key
     # (`[storage.chain]` goes right after the storage url, inside `[storage]`).
-    PIPELINE=$PIPELINE python3 - "$ROOT/examples/quickstart.toml" "$WORK/auditflow.toml" "$PG/$db" "$port" <<'EOF'
+    PIPELINE=$PIPELINE python3 - "$ROOT/examples/quickstart.toml" "$WORK/auditflow.toml" "$url" "$port" <<'EOF'
 import os, sys
 src, dst, url, port = sys.argv[1:]
 text = open(src).read()
@@ -102,7 +115,7 @@ EOF
     result=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events_per_sec"])' "$out")")
     kill "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=
     "$server_bin" verify --config "$WORK/auditflow.toml" >&2
-    drop_db "$db"
+    if [ -n "$db" ]; then drop_db "$db"; else rm -f "$WORK"/e2e-*.db*; fi
 }
 
 ceilings=()
@@ -110,6 +123,14 @@ others=()
 withids=()
 e2es=()
 for run in $(seq 1 "$RUNS"); do
+  if [ "$STORE" = sqlite ]; then
+    # (a) raw ceiling: prepared INSERTs into a fresh file
+    out=$("$BIN/sqlite_ceiling" --path "$WORK/ceiling-$run.db" --events "$EVENTS" --batch "$COPY_BATCH" --ids "$IDS" --json)
+    echo "run $run ceiling: $out" >&2
+    ceilings+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events_per_sec"])' "$out")")
+    withids+=("${ceilings[-1]}")
+    rm -f "$WORK/ceiling-$run.db"*
+  else
     # (a) raw ceiling
     db=$(new_db "copy$run")
     out=$("$BIN/copy_ceiling" --database-url "$PG/$db" --events "$EVENTS" --batch "$COPY_BATCH" --ids "$IDS" --json)
@@ -121,21 +142,26 @@ for run in $(seq 1 "$RUNS"); do
     echo "run $run ceiling + event_ids: $out" >&2
     withids+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events_per_sec"])' "$out")")
     drop_db "$db"
+  fi
 
     run_e2e "$BIN/auditflow" this; e2es+=("${result[@]}")
     if [ -n "${COMPARE_BIN:-}" ]; then run_e2e "$COMPARE_BIN" compare; others+=("${result[@]}"); fi
 done
 
-python3 - "${ceilings[*]}" "${withids[*]}" "${e2es[*]}" "$EVENTS" "$BATCH" "$CONNS" "$COPY_BATCH" "$IDS" "$PIPELINE" "${others[*]:-}" "${COMPARE_BIN:-}" <<'EOF'
+python3 - "${ceilings[*]}" "${withids[*]}" "${e2es[*]}" "$EVENTS" "$BATCH" "$CONNS" "$COPY_BATCH" "$IDS" "$PIPELINE" "${others[*]:-}" "${COMPARE_BIN:-}" "$STORE" <<'EOF'
 import statistics, sys
 ceil, ids, e2e = ([float(x) for x in a.split()] for a in sys.argv[1:4])
 mc, mi, me = statistics.median(ceil), statistics.median(ids), statistics.median(e2e)
 runs = lambda xs: ', '.join(f'{x:,.0f}' for x in xs)
-print(f"events per run: {sys.argv[4]} ({sys.argv[8]} ids, pipeline {sys.argv[9]}); loadgen: {sys.argv[6]} connections x {sys.argv[5]} events/request; COPY: {sys.argv[7]} rows/transaction")
-print(f"(a) raw COPY ceiling            runs: {runs(ceil)}  median {mc:,.0f} events/s")
-print(f"    reference: COPY + event_ids runs: {runs(ids)}  median {mi:,.0f} events/s")
+store = sys.argv[12]
+print(f"store {store}; events per run: {sys.argv[4]} ({sys.argv[8]} ids, pipeline {sys.argv[9]}); loadgen: {sys.argv[6]} connections x {sys.argv[5]} events/request; ceiling: {sys.argv[7]} rows/transaction")
+if store == "sqlite":
+    print(f"(a) raw prepared-INSERT ceiling runs: {runs(ceil)}  median {mc:,.0f} events/s")
+else:
+    print(f"(a) raw COPY ceiling            runs: {runs(ceil)}  median {mc:,.0f} events/s")
+    print(f"    reference: COPY + event_ids runs: {runs(ids)}  median {mi:,.0f} events/s")
 print(f"(b) auditflow end to end        runs: {runs(e2e)}  median {me:,.0f} events/s")
-print(f"ratio (b)/(a) = {me / mc:.2f}   (b)/reference = {me / mi:.2f}")
+print(f"ratio (b)/(a) = {me / mc:.2f}" + ("" if store == "sqlite" else f"   (b)/reference = {me / mi:.2f}"))
 if sys.argv[10]:
     other = [float(x) for x in sys.argv[10].split()]
     mo = statistics.median(other)
