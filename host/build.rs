@@ -6,8 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The package's folder, as cargo says when it runs this script (not where the script was
+/// compiled: the compiled script may be reused from another checkout sharing the target dir).
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+}
+
 fn main() {
-    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/plugin.wit");
+    let wit = manifest_dir().join("../wit/plugin.wit");
     println!("cargo:rerun-if-changed={}", wit.display());
     let text = std::fs::read_to_string(&wit).expect("wit/plugin.wit is readable");
     let contract = text
@@ -31,7 +37,7 @@ fn git_revision() -> Option<String> {
     let git = |args: &[&str]| -> Option<String> {
         let out = Command::new("git")
             .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(manifest_dir())
             .output()
             .ok()?;
         out.status
@@ -63,9 +69,5 @@ fn watch(path: &Path) {
 
 fn absolute(p: &str) -> PathBuf {
     let p = PathBuf::from(p);
-    if p.is_absolute() {
-        p
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-    }
+    if p.is_absolute() { p } else { manifest_dir().join(p) }
 }

@@ -59,25 +59,7 @@ impl Flowing {
     /// The whole event as the contract 1.0 record.
     pub fn to_wit(&mut self) -> WitEvent {
         let metadata = self.metadata_text().to_owned();
-        let e = &self.event;
-        WitEvent {
-            event_id: e.event_id.to_string(),
-            event_type: e.event_type.clone(),
-            timestamp_us: e.timestamp.timestamp_micros(),
-            actor_type: e.actor.as_ref().and_then(|a| a.kind.clone()),
-            actor_id: e.actor.as_ref().and_then(|a| a.id.clone()),
-            agent_id: e.agent_id.clone(),
-            server_name: e.server_name.clone(),
-            tool_name: e.tool_name.clone(),
-            decision: e.decision.map(|d| d.as_str().to_owned()),
-            outcome: e.outcome.clone(),
-            reason: e.reason.clone(),
-            request_id: e.request_id.clone(),
-            correlation_id: e.correlation_id.clone(),
-            source_ip: e.source_ip.clone(),
-            source: e.source.clone(),
-            metadata,
-        }
+        crate::plugin::bindings::to_wit_with_metadata(&self.event, metadata)
     }
 
     /// Apply a checked change.

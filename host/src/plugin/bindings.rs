@@ -52,6 +52,14 @@ pub const CONTRACT_VERSION: &str = env!("AUDITFLOW_CONTRACT_VERSION");
 
 /// Canonical event → WIT record.
 pub fn to_wit(event: &Event) -> WitEvent {
+    // Serialising a map with string keys cannot fail.
+    let metadata = serde_json::to_string(&event.metadata).unwrap_or_else(|_| "{}".into());
+    to_wit_with_metadata(event, metadata)
+}
+
+/// Canonical event → WIT record, with `metadata` already as JSON text (the pipeline keeps it
+/// between stages).
+pub fn to_wit_with_metadata(event: &Event, metadata: String) -> WitEvent {
     WitEvent {
         event_id: event.event_id.to_string(),
         event_type: event.event_type.clone(),
@@ -68,8 +76,7 @@ pub fn to_wit(event: &Event) -> WitEvent {
         correlation_id: event.correlation_id.clone(),
         source_ip: event.source_ip.clone(),
         source: event.source.clone(),
-        // Serialising a map with string keys cannot fail.
-        metadata: serde_json::to_string(&event.metadata).unwrap_or_else(|_| "{}".into()),
+        metadata,
     }
 }
 
