@@ -53,21 +53,7 @@ start_server() {
     psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
     psql "$PG/postgres" -qAtc "CREATE DATABASE $db" >/dev/null
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    PIPELINE=$pipeline python3 - "$ROOT/examples/quickstart.toml" "$WORK/auditflow.toml" "$PG/$db" "$port" <<'EOF'
-import os, sys
-src, dst, url, port = sys.argv[1:]
-text = open(src).read()
-if os.environ["PIPELINE"] == "none":
-    text = text.split("[[stages]]")[0]
-for old, new in [('url = "sqlite://quickstart.db"',
-                  f'url = "{url}"\n\n[storage.chain]\nsigning_key = {{ env = "AUDITFLOW_CHAIN_KEY" }}'),
-                 ('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"')]:
-    if old not in text:
-        sys.exit(f"examples/quickstart.toml no longer contains {old!r}")
-    text = text.replace(old, new)
-text = text.replace('path = "lookups/', f'path = "{os.path.dirname(os.path.abspath(src))}/lookups/')
-open(dst, 'w').write(text)
-EOF
+    PIPELINE=$pipeline python3 "$ROOT/bench/quickstart_config.py" "$ROOT/examples/quickstart.toml" "$WORK/auditflow.toml" "$PG/$db" "$port"
     RUST_LOG=warn "$BIN/auditflow" serve --config "$WORK/auditflow.toml" 2>"$WORK/server.log" &
     SERVER_PID=$!
     URL="http://127.0.0.1:$port"

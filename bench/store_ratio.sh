@@ -84,23 +84,7 @@ run_e2e() {
     port=$(free_port)
     # The quick start config with PostgreSQL storage, this run's port and a checkpoint key
     # (`[storage.chain]` goes right after the storage url, inside `[storage]`).
-    PIPELINE=$PIPELINE python3 - "$ROOT/examples/quickstart.toml" "$WORK/auditflow.toml" "$url" "$port" <<'EOF'
-import os, sys
-src, dst, url, port = sys.argv[1:]
-text = open(src).read()
-if os.environ.get("PIPELINE") == "none":
-    # Everything up to the first stage: server, auth, storage, pipeline name.
-    text = text.split("[[stages]]")[0]
-for old, new in [('url = "sqlite://quickstart.db"',
-                  f'url = "{url}"\n\n[storage.chain]\nsigning_key = {{ env = "AUDITFLOW_CHAIN_KEY" }}'),
-                 ('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"')]:
-    if old not in text:
-        sys.exit(f"examples/quickstart.toml no longer contains {old!r}")
-    text = text.replace(old, new)
-# Lookup files are relative to the config file, which this copy no longer sits beside.
-text = text.replace('path = "lookups/', f'path = "{os.path.dirname(os.path.abspath(src))}/lookups/')
-open(dst, 'w').write(text)
-EOF
+    PIPELINE=$PIPELINE python3 "$ROOT/bench/quickstart_config.py" "$ROOT/examples/quickstart.toml" "$WORK/auditflow.toml" "$url" "$port"
     RUST_LOG=warn "$server_bin" serve --config "$WORK/auditflow.toml" 2>"$WORK/server-$run-$label.log" &
     SERVER_PID=$!
     for _ in $(seq 1 600); do

@@ -17,6 +17,9 @@
 //!   HMAC-SHA256 costs on each side.
 //! - `wasm_no_epoch`: the Wasm redactor on an engine without epoch checks: what the sandbox's
 //!   interruptibility costs. A measurement only; auditflow never runs plugins that way.
+//! - `wasm_baseline`: only when `BENCH_REDACT_BASELINE` names a redact component built from an
+//!   older commit (either contract): the same stage as it was, in the same run, to compare a
+//!   change's cost (docs/BENCHMARKS.md says how it was built).
 //!
 //!   cargo bench -p auditflow-bench --bench redact
 
@@ -93,6 +96,10 @@ fn redact(c: &mut Criterion) {
     group.bench_function("native_mask", |b| b.iter(|| native_mask.redact_batch(sdk.clone())));
     group.bench_function("wasm_mask", |b| b.iter(|| run(&rt, &wasm_mask, &events)));
     group.bench_function("wasm_no_epoch", |b| b.iter(|| run(&rt, &wasm_no_epoch, &events)));
+    if let Some(baseline) = std::env::var_os("BENCH_REDACT_BASELINE") {
+        let baseline = pipeline(&rt, &engine, &baseline.to_string_lossy(), HASH);
+        group.bench_function("wasm_baseline", |b| b.iter(|| run(&rt, &baseline, &events)));
+    }
     group.finish();
 }
 
