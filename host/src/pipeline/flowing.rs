@@ -57,7 +57,7 @@ impl Flowing {
     }
 
     /// The whole event as the contract 1.0 record.
-    pub fn to_wit(&mut self) -> WitEvent {
+    pub fn wit_record(&mut self) -> WitEvent {
         let metadata = self.metadata_text().to_owned();
         crate::plugin::bindings::to_wit_with_metadata(&self.event, metadata)
     }
@@ -162,9 +162,7 @@ impl Flowing {
 
 /// Set the actor's type and/or id (`None` leaves one as it is); no actor when both are absent.
 fn set_actor(e: &mut Event, kind: Option<Option<String>>, id: Option<Option<String>>) {
-    let actor = e
-        .actor
-        .get_or_insert_with(|| crate::event::Actor { kind: None, id: None });
+    let actor = e.actor.get_or_insert(crate::event::Actor { kind: None, id: None });
     if let Some(kind) = kind {
         actor.kind = kind;
     }
@@ -508,7 +506,7 @@ mod tests {
         let nul = format!("{}\0", "x".repeat(127));
         assert!(check_patch(Patchable::EventType, Some(&nul)).is_err());
         let mut f = Flowing::new(contract::event(1));
-        let mut w = f.to_wit();
+        let mut w = f.wit_record();
         w.event_type = nul;
         assert_eq!(crate::plugin::bindings::oversized_field(&w), Some(("event_type", 128)));
         assert!(check_patch(Patchable::TimestampUs, Some("1700000000000000")).is_ok());

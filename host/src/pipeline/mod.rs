@@ -42,6 +42,8 @@ enum StagePool {
 }
 
 /// What a stage did to one event, as `auditflow plugin test` shows it.
+// Only `plugin test` builds these, one per event it prints: not worth a box per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum StageOutcome {
     /// Kept, as it now is.
@@ -547,7 +549,7 @@ impl Stage {
     /// What the plugin is handed for `live`.
     fn input(&self, live: &mut [(usize, Flowing)]) -> StageInput {
         match &self.pool {
-            StagePool::Whole(_) => StageInput::Whole(live.iter_mut().map(|(_, f)| f.to_wit()).collect()),
+            StagePool::Whole(_) => StageInput::Whole(live.iter_mut().map(|(_, f)| f.wit_record()).collect()),
             StagePool::Packed(pool) => StageInput::Packed(pack(live.iter_mut().map(|(_, f)| f), pool.reads())),
         }
     }
@@ -677,14 +679,14 @@ pub mod fuzzing {
 
     /// The contract 1.0 record a stage is given for `event`.
     pub fn to_wit(event: &Event) -> WitEvent {
-        Flowing::new(event.clone()).to_wit()
+        Flowing::new(event.clone()).wit_record()
     }
 
     /// A 1.0 stage kept `event` and handed back `after`: checked against what it was given,
     /// applied and finished, as the pipeline does.
     pub fn lift_whole(event: Event, after: WitEvent) -> Result<Event, Refused> {
         let mut flowing = Flowing::new(event);
-        let before = flowing.to_wit();
+        let before = flowing.wit_record();
         check_keep(&before, &after).map_err(Refused::Stage)?;
         flowing.apply(Change::Whole(Box::new(after)));
         flowing.finish().map_err(Refused::Chain)

@@ -182,30 +182,24 @@ pub async fn round_trip_preserves_every_field(store: Arc<dyn Store>) {
 
 pub async fn received_at_is_stamped_per_batch(store: Arc<dyn Store>) {
     store.append(&events(2), received(5)).await.expect("append 1");
-    store.append(&vec![event(2)], received(9)).await.expect("append 2");
+    store.append(&[event(2)], received(9)).await.expect("append 2");
     let rows = store.query(&all()).await.expect("query");
     let got: Vec<_> = rows.iter().map(|r| r.received_at).collect();
     assert_eq!(got, vec![received(5), received(5), received(9)]);
 }
 
 pub async fn resent_event_is_stored_once(store: Arc<dyn Store>) {
-    let first = store
-        .append(&vec![event(1), event(2)], received(0))
-        .await
-        .expect("append");
+    let first = store.append(&[event(1), event(2)], received(0)).await.expect("append");
     assert_eq!(first, vec![Appended::Stored { seq: 1 }, Appended::Stored { seq: 2 }]);
 
     // A resend carrying a changed body is still the same event: the first copy wins.
     let mut changed = event(2);
     changed.reason = Some("resent".into());
-    let second = store
-        .append(&vec![changed, event(3)], received(1))
-        .await
-        .expect("resend");
+    let second = store.append(&[changed, event(3)], received(1)).await.expect("resend");
     assert_eq!(second, vec![Appended::Duplicate, Appended::Stored { seq: 3 }]);
 
     let again = store
-        .append(&vec![event(1), event(2), event(3)], received(2))
+        .append(&[event(1), event(2), event(3)], received(2))
         .await
         .expect("resend all");
     assert_eq!(again, vec![Appended::Duplicate; 3]);
@@ -248,7 +242,7 @@ pub async fn repeated_id_within_batch_is_stored_once(store: Arc<dyn Store>) {
     let mut copy = event(1);
     copy.event_type = "copy".into();
     let results = store
-        .append(&vec![event(1), copy, event(2), event(1)], received(0))
+        .append(&[event(1), copy, event(2), event(1)], received(0))
         .await
         .expect("append");
     assert_eq!(
@@ -273,7 +267,7 @@ pub async fn empty_batch_stores_nothing(store: Arc<dyn Store>) {
     );
     assert_eq!(store.count().await.expect("count"), 0);
     // And the next event still starts the chain at seq 1.
-    store.append(&vec![event(1)], received(1)).await.expect("append");
+    store.append(&[event(1)], received(1)).await.expect("append");
     assert_chain_verifies(&*store).await;
 }
 

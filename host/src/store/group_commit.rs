@@ -318,7 +318,7 @@ impl Writer {
         Box::pin(async move {
             let started = Instant::now();
             // A panicking store must not take the writer (and every later request) down with it.
-            let outcome = AssertUnwindSafe(self.store.append(&batch, Utc::now()))
+            let outcome = AssertUnwindSafe(self.store.append(batch, Utc::now()))
                 .catch_unwind()
                 .await;
             let total = batch.len();

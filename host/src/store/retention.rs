@@ -177,7 +177,7 @@ pub fn encode_runs(runs: &[RemovedRun]) -> Vec<u8> {
 
 /// The runs of a stored record; `None` when the bytes are not whole runs (an altered record).
 pub fn decode_runs(bytes: &[u8]) -> Option<Vec<RemovedRun>> {
-    if bytes.len() % 48 != 0 {
+    if !bytes.len().is_multiple_of(48) {
         return None;
     }
     bytes

@@ -470,7 +470,7 @@ mod tests {
         };
         store.enable_checkpoints(Arc::new(c)).expect("enable");
         for chunk in events(n).chunks(10) {
-            store.append(&chunk.to_vec(), Utc::now()).await.expect("append");
+            store.append(chunk, Utc::now()).await.expect("append");
         }
         (store, CheckpointSigner::parse(&key, "t").expect("key"))
     }

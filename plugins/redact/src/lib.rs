@@ -57,8 +57,7 @@ impl Redactor {
         let settings = config::parse(config)?;
         let typed = fields::TEXT_FIELDS
             .iter()
-            .enumerate()
-            .filter_map(|(_, &name)| {
+            .filter_map(|&name| {
                 let plan = match settings.fields.get(name) {
                     Some(FieldRule::Allow) => return None,
                     Some(FieldRule::Redact(action)) => TypedPlan::Whole(*action),

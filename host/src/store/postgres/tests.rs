@@ -82,7 +82,7 @@ async fn events_land_in_their_month_or_the_default_partition() {
     let mut far_past = event(3);
     far_past.timestamp = Utc.with_ymd_and_hms(1971, 1, 1, 0, 0, 0).single().expect("time");
     store
-        .append(&vec![current.clone(), far_future.clone(), far_past.clone()], now)
+        .append(&[current.clone(), far_future.clone(), far_past.clone()], now)
         .await
         .expect("append");
 
@@ -108,10 +108,7 @@ async fn a_month_that_gets_its_partition_later_takes_its_rows_from_default() {
     let later = Utc::now() + Duration::days(31 * 6);
     let mut e = event(1);
     e.timestamp = later;
-    store
-        .append(&vec![e.clone(), event(2)], Utc::now())
-        .await
-        .expect("append");
+    store.append(&[e.clone(), event(2)], Utc::now()).await.expect("append");
     assert_eq!(partition_of(&store, e.event_id).await, "audit_events_default");
 
     // Five months on, that month is inside the window.
@@ -200,7 +197,7 @@ async fn nul_characters_and_negative_zero_are_stored_and_still_verify() {
     let mut e = event(1);
     e.reason = Some("before\0after".into());
     e.metadata = json!({"k": "v\0", "z": -0.0}).as_object().cloned().unwrap_or_default();
-    store.append(&vec![e, event(2)], Utc::now()).await.expect("append");
+    store.append(&[e, event(2)], Utc::now()).await.expect("append");
     let rows = store.query(&EventQuery::default()).await.expect("query");
     assert_eq!(rows[0].event.reason.as_deref(), Some("before\u{fffd}after"));
     assert_chain_verifies(&store).await;
@@ -258,7 +255,7 @@ async fn checkpoints_are_signed_every_n_events_and_when_idle() {
         }))
         .expect("enable");
     for chunk in events(250).chunks(50) {
-        store.append(&chunk.to_vec(), Utc::now()).await.expect("append");
+        store.append(chunk, Utc::now()).await.expect("append");
     }
     let seqs: Vec<i64> = store
         .checkpoints(0, 100)
@@ -269,7 +266,7 @@ async fn checkpoints_are_signed_every_n_events_and_when_idle() {
         .collect();
     assert_eq!(seqs, vec![50, 150, 250]);
     assert!(store.checkpoint().await.expect("idle").is_none(), "nothing new to sign");
-    store.append(&vec![event(1000)], Utc::now()).await.expect("append");
+    store.append(&[event(1000)], Utc::now()).await.expect("append");
     let cp = store.checkpoint().await.expect("idle").expect("a tail to sign");
     assert_eq!(cp.seq, 251);
     assert!(cp.signature_is_valid(&key));

@@ -165,7 +165,7 @@ async fn reopened_store_continues_seq_and_chain() {
     let store = SqliteStore::open(&url).await.expect("reopen");
     // Resends across a restart are still duplicates; new events continue the chain.
     let results = store
-        .append(&vec![event(4), event(5)], chrono::Utc::now())
+        .append(&[event(4), event(5)], chrono::Utc::now())
         .await
         .expect("append");
     assert_eq!(results, vec![Appended::Duplicate, Appended::Stored { seq: 6 }]);
@@ -234,10 +234,7 @@ async fn columns_hold_canonical_values() {
     // Sub-microsecond precision is dropped on the way in.
     e.timestamp += chrono::Duration::nanoseconds(999);
     let ts_us = e.timestamp.timestamp_micros();
-    store
-        .append(&vec![e.clone()], chrono::Utc::now())
-        .await
-        .expect("append");
+    store.append(&[e.clone()], chrono::Utc::now()).await.expect("append");
     let row = sqlx::query("SELECT event_id, ts_us, decision, metadata, length(hash) AS hl FROM audit_events")
         .fetch_one(&store.writer)
         .await
