@@ -21,7 +21,12 @@
 //!   older commit (either contract): the same stage as it was, in the same run, to compare a
 //!   change's cost (docs/BENCHMARKS.md says how it was built).
 //!
-//!   cargo bench -p auditflow-bench --bench redact
+//!
+//! `redact_240k` runs the Wasm redactor (and the baseline, when given) on one event whose
+//! metadata holds one ≈ 240 KB string of each adversarial shape of the hardening issue
+//! (`AccountKey=` repeated, `%40` repeated) and of plain words, for the cost per byte of each.
+//!
+//!   cargo bench -p auditflow-bench --bench redact [-- redact_240k]
 
 use auditflow::config::Config;
 use auditflow::event::Event;
@@ -99,6 +104,27 @@ fn redact(c: &mut Criterion) {
     if let Some(baseline) = std::env::var_os("BENCH_REDACT_BASELINE") {
         let baseline = pipeline(&rt, &engine, &baseline.to_string_lossy(), HASH);
         group.bench_function("wasm_baseline", |b| b.iter(|| run(&rt, &baseline, &events)));
+    }
+    group.finish();
+
+    let baseline = std::env::var_os("BENCH_REDACT_BASELINE")
+        .map(|baseline| pipeline(&rt, &engine, &baseline.to_string_lossy(), HASH));
+    let mut group = c.benchmark_group("redact_240k");
+    for (shape, text) in [
+        ("account_key", "AccountKey=".repeat(21_800)),
+        ("percent_40", "%40".repeat(80_000)),
+        ("words", "lorem ipsum dolor ".repeat(13_300)),
+    ] {
+        let mut event = events[0].clone();
+        event.metadata = serde_json::Map::from_iter([("x".to_string(), serde_json::Value::String(text.clone()))]);
+        let one = [event];
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(format!("wasm/{shape}"), |b| b.iter(|| run(&rt, &wasm, &one)));
+        if let Some(baseline) = &baseline {
+            group.bench_function(format!("wasm_baseline/{shape}"), |b| {
+                b.iter(|| run(&rt, baseline, &one))
+            });
+        }
     }
     group.finish();
 }

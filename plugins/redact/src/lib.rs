@@ -14,6 +14,7 @@ mod config;
 mod detectors;
 mod metadata;
 mod normalize;
+mod runs;
 mod scratch;
 mod secrets;
 mod swar;

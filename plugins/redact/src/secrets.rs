@@ -3,6 +3,7 @@
 //! (URL query strings, env dumps, header lines, embedded JSON).
 
 use crate::detectors::{Detector, Hit};
+use crate::runs::RunEnd;
 
 /// Key names whose values are secrets, matched as substrings of the normalised key.
 pub const DEFAULT_SECRET_KEYS: &[&str] = &[
@@ -276,11 +277,14 @@ impl SecretKeys {
         }
         let s = text.as_bytes();
         let mut done = 0;
+        // Values read so far: in `key=key=key=…` every `=` starts a candidate value inside
+        // the same run, which is then read once.
+        let mut values = RunEnd::default();
         for sep in memchr::memchr2_iter(b'=', b':', s) {
             if sep < done {
                 continue;
             }
-            if let Some((start, end, detector)) = self.pair_value(s, sep) {
+            if let Some((start, end, detector)) = self.pair_value(s, sep, &mut values) {
                 hits.push(Hit { start, end, detector });
                 done = end;
             }
@@ -289,7 +293,7 @@ impl SecretKeys {
 
     /// The span of the secret value after the separator at `sep`, if its key is a secret key
     /// (or a secret-ish one and the value looks generated: `generic_secret`).
-    fn pair_value(&self, s: &[u8], sep: usize) -> Option<(usize, usize, Detector)> {
+    fn pair_value(&self, s: &[u8], sep: usize, values: &mut RunEnd) -> Option<(usize, usize, Detector)> {
         // The key: `password=`, `password: `, `"password": `, `password = `.
         let mut k_end = sep;
         while k_end > 0 && s[k_end - 1] == b' ' {
@@ -338,7 +342,7 @@ impl SecretKeys {
             let end = memchr::memchr(q, &s[start..limit.max(start)]).map_or(limit.max(start), |e| start + e);
             return self.kept(s, start, end, detector);
         }
-        let mut end = value_end(&s[..limit], v);
+        let mut end = values.end(s, v, in_value).min(limit);
         // `Authorization: Bearer abc`: redact the credential, keep the scheme.
         let word = &s[v..end];
         if SCHEMES.iter().any(|scheme| word.eq_ignore_ascii_case(scheme)) && s.get(end) == Some(&b' ') {
@@ -346,9 +350,10 @@ impl SecretKeys {
             while s.get(c) == Some(&b' ') {
                 c += 1;
             }
-            if c < limit && value_end(&s[..limit], c) > c {
+            let credential_end = values.end(s, c, in_value).min(limit);
+            if c < limit && credential_end > c {
                 v = c;
-                end = value_end(&s[..limit], c);
+                end = credential_end;
             }
         }
         self.kept(s, v, end, detector)
@@ -366,12 +371,9 @@ fn is_key_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
-/// Where an unquoted value ends: at `&`, whitespace, `;`, `,` or a quote.
-fn value_end(s: &[u8], mut i: usize) -> usize {
-    while i < s.len() && !matches!(s[i], b'&' | b' ' | b'\t' | b'\n' | b'\r' | b';' | b',' | b'"' | b'\'') {
-        i += 1;
-    }
-    i
+/// Whether `b` continues an unquoted value, which ends at `&`, whitespace, `;`, `,` or a quote.
+fn in_value(b: u8) -> bool {
+    !matches!(b, b'&' | b' ' | b'\t' | b'\n' | b'\r' | b';' | b',' | b'"' | b'\'')
 }
 
 #[cfg(test)]

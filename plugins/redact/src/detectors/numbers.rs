@@ -207,6 +207,12 @@ fn is_card(s: &[u8], digits: usize) -> bool {
 pub(super) fn scan_cards(s: &[u8], hits: &mut Vec<Hit>) {
     let mut i = 0;
     while let Some(start) = next_run_start(s, i) {
+        // A lone run too short for a card (`%40%40…`: one every 3 bytes) needs no cluster.
+        let e = digit_run(s, start);
+        if e - start < 13 && !matches!(s.get(e), Some(b' ' | b'-')) {
+            i = e;
+            continue;
+        }
         let c = Cluster::parse(s, start, b" -", false);
         i = c.end.max(start + 1);
         if c.overflow || !clean_left(s, start) || !clean_right(s, c.end) {
@@ -263,6 +269,15 @@ pub(super) fn scan_phones(s: &[u8], cx: &mut Cx, hits: &mut Vec<Hit>) {
             // Past a `+` or `(`, or past the rest of a digit run that began earlier.
             i = if is_digit(b) { digit_run(s, i) } else { i + 1 };
             continue;
+        }
+        // A lone run of fewer than 8 digits is no phone number in any format below: skip it
+        // without building a cluster (`%40%40…` starts one every 3 bytes).
+        if is_digit(b) {
+            let e = digit_run(s, i);
+            if e - i < 8 && !matches!(s.get(e), Some(b' ' | b'-' | b'.')) {
+                i = e;
+                continue;
+            }
         }
         let c = Cluster::parse(s, i, b" -.", true);
         i = c.end.max(i + 1);

@@ -8,6 +8,7 @@
 
 use super::pii::{Want, mac_at, run_at};
 use super::{Cx, Detector, Hit, is_alnum, is_digit, is_hex};
+use crate::runs::RunEnd;
 
 /// Character sets of token bodies.
 #[derive(Clone, Copy)]
@@ -45,6 +46,8 @@ enum Charset {
 }
 
 impl Charset {
+    const COUNT: usize = Charset::Bech32Upper as usize + 1;
+
     fn contains(self, b: u8) -> bool {
         match self {
             Charset::Alnum => is_alnum(b),
@@ -446,6 +449,8 @@ impl Anchors {
 pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], cx: &mut Cx, want: Want, mac: u8, hits: &mut Vec<Hit>) {
     let n = s.len();
     let any_run = want.any();
+    // Token bodies read so far, per charset: overlapping candidates read each byte once.
+    let mut runs = [RunEnd::default(); Charset::COUNT];
     let mut i = 0;
     while i < n {
         let b = s[i];
@@ -492,7 +497,7 @@ pub(super) fn scan_anchored(anchors: &Anchors, s: &[u8], cx: &mut Cx, want: Want
         let group = anchors.group_at(s, i);
         if group != 0
             && anchors.third_ok(group, s.get(i + 2))
-            && let Some(resume) = anchored_at(anchors, group, s, i, hits)
+            && let Some(resume) = anchored_at(anchors, group, s, i, &mut runs, hits)
         {
             i = resume;
             continue;
@@ -528,7 +533,14 @@ fn base58_word(s: &[u8], start: usize, end: usize, hits: &mut Vec<Hit>) {
 /// over. Out of line so the word-skipping loop around it stays small: Cranelift spills its
 /// loop variables when the matchers are inlined into it.
 #[inline(never)]
-fn anchored_at(anchors: &Anchors, group: u8, s: &[u8], i: usize, hits: &mut Vec<Hit>) -> Option<usize> {
+fn anchored_at(
+    anchors: &Anchors,
+    group: u8,
+    s: &[u8],
+    i: usize,
+    runs: &mut [RunEnd; Charset::COUNT],
+    hits: &mut Vec<Hit>,
+) -> Option<usize> {
     for &(prefix, anchor) in &anchors.groups[usize::from(group) - 1] {
         // The bigram is known to match; compare the rest of the prefix byte by byte (a
         // `memcmp` call costs more than these few bytes).
@@ -540,7 +552,7 @@ fn anchored_at(anchors: &Anchors, group: u8, s: &[u8], i: usize, hits: &mut Vec<
         }
         let end = i + prefix.len();
         let hit = match anchor {
-            Anchor::Token(rule) => match_token(rule, s, i, end),
+            Anchor::Token(rule) => match_token(rule, s, i, end, &mut runs[rule.body as usize]),
             Anchor::Jwt => match_jwt(s, i),
             Anchor::Bearer => match_bearer(s, end),
             Anchor::PrivateKey => match_private_key(s, i, end),
@@ -558,18 +570,16 @@ fn anchored_at(anchors: &Anchors, group: u8, s: &[u8], i: usize, hits: &mut Vec<
 
 /// `start` is a word start (see [`scan_anchored`]); `body` is where the prefix ends.
 ///
-/// The body is read at most `max + 1` bytes far, so one attempt costs O(max) whatever follows:
-/// reading each candidate's run to its end made `AccountKey=` or `sk-` repeated over a long
-/// string quadratic (every repetition is a new candidate whose run reaches the end).
-fn match_token(rule: &TokenRule, s: &[u8], start: usize, body: usize) -> Option<Hit> {
-    // A run followed by a segment without a separator is read at most `max` far (the next
+/// The body's run is looked up in `run` (the runs of the body's charset read so far in this
+/// string): reading each candidate's run to its end made `AccountKey=` or `sk-` repeated over a
+/// long string quadratic (every repetition is a new candidate whose run reaches the end), and
+/// reading only `max + 1` bytes of it still read every byte `max / 11` times.
+fn match_token(rule: &TokenRule, s: &[u8], start: usize, body: usize, run: &mut RunEnd) -> Option<Hit> {
+    // A run followed by a segment without a separator is taken at most `max` far (the next
     // segment may continue in the same charset); otherwise `max + 1`, to see it is too long.
     let glued = rule.then.first().is_some_and(|g| g.sep == 0);
     let limit = s.len().min(body.saturating_add(rule.max + usize::from(!glued)));
-    let mut end = body;
-    while end < limit && rule.body.contains(s[end]) {
-        end += 1;
-    }
+    let mut end = run.end(s, body, |b| rule.body.contains(b)).min(limit);
     // Trailing sentence punctuation is not part of a dotted token.
     if matches!(rule.body, Charset::Path) {
         if end == limit {
