@@ -192,13 +192,13 @@ const CLASS: [u8; 256] = {
     t
 };
 
-fn is_digit(b: u8) -> bool {
+const fn is_digit(b: u8) -> bool {
     CLASS[b as usize] & DIGIT != 0
 }
-fn is_alnum(b: u8) -> bool {
+const fn is_alnum(b: u8) -> bool {
     CLASS[b as usize] & ALNUM != 0
 }
-fn is_hex(b: u8) -> bool {
+const fn is_hex(b: u8) -> bool {
     CLASS[b as usize] & (DIGIT | HEXLETTER) != 0
 }
 /// A byte that continues a word: ASCII letter or digit, `_`, or part of a non-ASCII character.

@@ -277,14 +277,12 @@ impl SecretKeys {
         }
         let s = text.as_bytes();
         let mut done = 0;
-        // Values read so far: in `key=key=key=…` every `=` starts a candidate value inside
-        // the same run, which is then read once.
-        let mut values = RunEnd::default();
+        let mut seen = Seen::default();
         for sep in memchr::memchr2_iter(b'=', b':', s) {
             if sep < done {
                 continue;
             }
-            if let Some((start, end, detector)) = self.pair_value(s, sep, &mut values) {
+            if let Some((start, end, detector)) = self.pair_value(s, sep, &mut seen) {
                 hits.push(Hit { start, end, detector });
                 done = end;
             }
@@ -293,7 +291,7 @@ impl SecretKeys {
 
     /// The span of the secret value after the separator at `sep`, if its key is a secret key
     /// (or a secret-ish one and the value looks generated: `generic_secret`).
-    fn pair_value(&self, s: &[u8], sep: usize, values: &mut RunEnd) -> Option<(usize, usize, Detector)> {
+    fn pair_value(&self, s: &[u8], sep: usize, seen: &mut Seen) -> Option<(usize, usize, Detector)> {
         // The key: `password=`, `password: `, `"password": `, `password = `.
         let mut k_end = sep;
         while k_end > 0 && s[k_end - 1] == b' ' {
@@ -313,15 +311,24 @@ impl SecretKeys {
         if s[sep] == b':' && k_start >= 3 && &s[k_start - 3..k_start] == b"://" {
             return None;
         }
-        let mut buf = [0u8; MAX_KEY];
-        let n = normalise_into(&s[k_start..k_end], &mut buf);
-        let detector = if self.matches(&buf[..n]) {
-            Detector::Secret
-        } else if self.generic.as_ref().is_some_and(|g| g.keys.matches(&buf[..n])) {
-            Detector::GenericSecret
-        } else {
-            return None;
-        };
+        let key = &s[k_start..k_end];
+        let detector = match seen.key {
+            Some((start, end, detector)) if s[start..end] == *key => detector,
+            _ => {
+                let mut buf = [0u8; MAX_KEY];
+                let n = normalise_into(key, &mut buf);
+                let detector = if self.matches(&buf[..n]) {
+                    Some(Detector::Secret)
+                } else if self.generic.as_ref().is_some_and(|g| g.keys.matches(&buf[..n])) {
+                    Some(Detector::GenericSecret)
+                } else {
+                    None
+                };
+                seen.key = Some((k_start, k_end, detector));
+                detector
+            }
+        }?;
+        let values = &mut seen.values;
         let mut v = sep + 1;
         // `key: value` and `key = value` are spaced; in `KEY= NEXT=x` the value is empty.
         if s[sep] == b':' || k_end < sep {
@@ -369,6 +376,16 @@ impl SecretKeys {
 
 fn is_key_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+/// What [`SecretKeys::scan_pairs`] remembers while it walks one string, so that `key=key=key=…`
+/// (an `=` every few bytes, each a candidate) costs about what plain text does.
+#[derive(Default)]
+struct Seen {
+    /// The last key looked up (`s[start..end]`) and what it named.
+    key: Option<(usize, usize, Option<Detector>)>,
+    /// The unquoted values read so far: every `=` of `key=key=…` starts one inside the same run.
+    values: RunEnd,
 }
 
 /// Whether `b` continues an unquoted value, which ends at `&`, whitespace, `;`, `,` or a quote.

@@ -48,7 +48,48 @@ enum Charset {
 impl Charset {
     const COUNT: usize = Charset::Bech32Upper as usize + 1;
 
+    /// One bit per charset for every byte: the token loops test a byte with one load.
+    const TABLE: [u16; 256] = {
+        let mut t = [0u16; 256];
+        let mut b = 0;
+        while b < 256 {
+            let mut k = 0;
+            while k < Charset::COUNT {
+                if Charset::ALL[k].defines(b as u8) {
+                    t[b] |= 1 << k;
+                }
+                k += 1;
+            }
+            b += 1;
+        }
+        t
+    };
+
+    const ALL: [Charset; Charset::COUNT] = [
+        Charset::Alnum,
+        Charset::UpperAlnum,
+        Charset::Word,
+        Charset::B64Url,
+        Charset::B64,
+        Charset::Hex,
+        Charset::LowerHex,
+        Charset::Dashed,
+        Charset::Path,
+        Charset::Digits,
+        Charset::LowerAlnum,
+        Charset::WordDash,
+        Charset::WordDashEq,
+        Charset::WordDashEqDot,
+        Charset::Bech32Upper,
+    ];
+
+    #[inline]
     fn contains(self, b: u8) -> bool {
+        Charset::TABLE[b as usize] & (1 << self as u16) != 0
+    }
+
+    /// The definition [`Charset::TABLE`] is built from.
+    const fn defines(self, b: u8) -> bool {
         match self {
             Charset::Alnum => is_alnum(b),
             Charset::UpperAlnum => b.is_ascii_uppercase() || is_digit(b),
@@ -64,7 +105,17 @@ impl Charset {
             Charset::WordDash => is_alnum(b) || b == b'_' || b == b'-',
             Charset::WordDashEq => is_alnum(b) || matches!(b, b'_' | b'-' | b'='),
             Charset::WordDashEqDot => is_alnum(b) || matches!(b, b'_' | b'-' | b'=' | b'.'),
-            Charset::Bech32Upper => b"QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L".contains(&b),
+            Charset::Bech32Upper => {
+                let alphabet = b"QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L";
+                let mut i = 0;
+                while i < alphabet.len() {
+                    if alphabet[i] == b {
+                        return true;
+                    }
+                    i += 1;
+                }
+                false
+            }
         }
     }
 }
@@ -727,6 +778,17 @@ fn match_private_key(s: &[u8], start: usize, label: usize) -> Option<Hit> {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
+    use super::Charset;
+
+    #[test]
+    fn the_charset_table_holds_the_definitions() {
+        for (k, charset) in Charset::ALL.iter().enumerate() {
+            assert_eq!(*charset as usize, k, "ALL is in declaration order");
+            for b in 0..=255u8 {
+                assert_eq!(charset.contains(b), charset.defines(b), "charset {k}, byte {b}");
+            }
+        }
+    }
 
     #[test]
     fn jwt_and_bearer() {
