@@ -112,14 +112,17 @@ fn p99_ms(latencies_us: &mut [u64]) -> f64 {
     latencies_us[i] as f64 / 1000.0
 }
 
-// Known to fail since sqlx 0.9.1 took ~85 ms of Nagle delay out of every PostgreSQL commit: the
-// honest baseline fell from 214 to ~12 ms p99 while finding 2's event still costs ~28 ms of CPU
-// per request to redact and store, so beside it honest p99 is 2.2-2.4x (26.7-28.7 ms). With the
-// honest senders open loop (a request every 20 ms each) it is 13.3 -> 120.8 ms: large events
-// delay the group commits and CPU of everyone else. The isolation this asserts needs per-sender
-// fair sharing of the pipeline and the writer; run it with `cargo test --release --test
-// poison_load -- --ignored`.
-#[ignore = "known failure: poison senders cost honest senders 2.4x p99 (see the comment above)"]
+// Known to fail now and then. Since sqlx 0.9.1 took ~85 ms of Nagle delay out of every
+// PostgreSQL commit the honest baseline is ~15-20 ms p99, so what the poison senders cost shows.
+// The redactor then made finding 2's event 6x cheaper (20.5 -> 3.5 ms of Wasm per request,
+// docs/BENCHMARKS.md), but both poison senders still run closed loop and take ~40 % of the
+// 2-core machine between them (heavy: ~880 requests of ~7 ms server CPU plus the PostgreSQL
+// insert; oversized: ~70 000 refusals of ~30 us plus the client's own work), and the honest
+// senders' throughput falls by a third. Five runs on 2026-12-05: 1.63, 1.54, 2.29, 1.34, 1.57x
+// (baselines 14.6-21.9 ms): the bound holds in most runs, not reliably. A fair share per sender
+// needs the writer and the CPU outside the stage chain too (docs/SECURITY.md, known gap); run it
+// with `cargo test --release --test poison_load -- --ignored`.
+#[ignore = "fails in about one run of five: poison senders cost honest senders 1.3-2.3x p99 (see the comment above)"]
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_senders_cost_honest_senders_no_errors_and_at_most_twice_their_p99() {
     let db = TestDb::create("poison_load").await;
