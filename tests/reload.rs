@@ -1,6 +1,7 @@
 //! End-to-end tests of hot reload and graceful shutdown under a steady load: a SIGHUP (or
 //! `auditflow reload`) swaps the redact config without losing an event, an invalid config is
-//! refused while the old pipeline keeps serving, and SIGTERM loses no acknowledged event.
+//! refused while the old pipeline keeps serving (and says so in `/health/detailed` and
+//! `auditflow_reloads_total`), and SIGTERM loses no acknowledged event.
 
 mod common;
 
@@ -137,6 +138,52 @@ async fn sighup_swaps_the_pipeline_under_load_without_losing_events() {
             .any(|r| r["actor"]["id"].as_str().unwrap().starts_with("[HASH:")),
         "no event before the reload?"
     );
+}
+
+/// A reload's outcome is visible without the log: `/health/detailed` shows the last one and why it
+/// was refused; `auditflow_reloads_total` counts them by result.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_outcomes_show_in_health_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), "admin-secret\n").unwrap();
+    let server = TestServer::start_in(dir, &config("hash"));
+    let s = &server;
+    let last_reload = move || async move {
+        let detailed: Value = serde_json::from_str(&get_text(&s.url("/health/detailed")).await).unwrap();
+        detailed["reload"].clone()
+    };
+    let reloads = move || async move {
+        let metrics = s.metrics().await;
+        let count = |result: &str| sample(&metrics, "auditflow_reloads_total", &[&format!("result=\"{result}\"")]);
+        (count("applied"), count("refused"))
+    };
+    assert_eq!(last_reload().await, Value::Null, "no reload yet");
+    assert!(
+        server
+            .metrics()
+            .await
+            .contains("auditflow_reloads_total{result=\"refused\"} 0")
+    );
+
+    std::fs::write(&server.config_path, config("mask").replace("fields =", "feilds =")).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("reload refused", 1).await;
+    let reload = last_reload().await;
+    assert_eq!(reload["result"], "refused", "{reload}");
+    assert!(
+        reload["error"].as_str().unwrap().contains("feilds"),
+        "names what is wrong: {reload}"
+    );
+    assert!(reload["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{reload}");
+    assert_eq!(reloads().await, (0.0, 1.0));
+
+    std::fs::write(&server.config_path, config("mask")).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("reload: new pipeline in service", 1).await;
+    let reload = last_reload().await;
+    assert_eq!(reload["result"], "applied", "{reload}");
+    assert_eq!(reload["error"], Value::Null);
+    assert_eq!(reloads().await, (1.0, 1.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,14 +10,15 @@
 //!   store (kind, reachable, writer queue), and each stage of the pipeline in service (name,
 //!   role, error policy, instances and its counters since it was loaded), and each SIEM sink
 //!   (state, breaker, cursor, backlog, counters, last error; see
-//!   [`SinkStatus::snapshot`](crate::sink::status::SinkStatus::snapshot)). Always 200: the
+//!   [`SinkStatus::snapshot`](crate::sink::status::SinkStatus::snapshot)), and the last config
+//!   reload ([`Reloads`]: when, whether it was applied or refused, and why). Always 200: the
 //!   body says what is wrong.
 //!
 //! [`Draining`] is the flag the server sets when shutdown begins, so readiness turns 503
 //! while in-flight requests finish.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -25,6 +26,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::config::ErrorPolicy;
@@ -49,6 +51,39 @@ impl Draining {
     }
 }
 
+/// The outcome of the last config reload (SIGHUP or `POST /admin/reload`), written by the
+/// reloader. A refused reload changes nothing in service, so without this it would show only
+/// in the log.
+#[derive(Debug, Default)]
+pub struct Reloads(Mutex<Option<LastReload>>);
+
+#[derive(Debug, Clone)]
+struct LastReload {
+    at: DateTime<Utc>,
+    /// `Err` holds why it was refused (the config error: a key and position, never a secret).
+    result: Result<(), String>,
+}
+
+impl Reloads {
+    pub fn record(&self, result: Result<(), String>) {
+        let last = LastReload { at: Utc::now(), result };
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(last);
+    }
+
+    /// `{"at", "result": "applied" | "refused", "error"}`, or `null` before the first reload.
+    pub fn snapshot(&self) -> Value {
+        let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match last {
+            None => Value::Null,
+            Some(LastReload { at, result }) => json!({
+                "at": at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                "result": if result.is_ok() { "applied" } else { "refused" },
+                "error": result.err(),
+            }),
+        }
+    }
+}
+
 /// What the health routes look at.
 pub struct HealthState {
     pub store: Arc<dyn Store>,
@@ -60,6 +95,8 @@ pub struct HealthState {
     pub started: Instant,
     /// The SIEM sinks' live state.
     pub sinks: Vec<Arc<crate::sink::status::SinkStatus>>,
+    /// The last config reload.
+    pub reloads: Arc<Reloads>,
 }
 
 pub fn router(state: Arc<HealthState>) -> Router {
@@ -140,6 +177,7 @@ async fn detailed(State(state): State<Arc<HealthState>>) -> Json<Value> {
         },
         "stages": stages,
         "sinks": state.sinks.iter().map(|s| s.snapshot()).collect::<Vec<_>>(),
+        "reload": state.reloads.snapshot(),
     }))
 }
 

@@ -19,7 +19,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 use crate::config::Config;
-use crate::health::{self, Draining, HealthState};
+use crate::health::{self, Draining, HealthState, Reloads};
 use crate::ingest::{self, IngestState, auth};
 use crate::pipeline::{BuildError, Pipeline, PipelineSlot};
 use crate::plugin::{PluginEngine, PluginError};
@@ -112,6 +112,7 @@ impl Server {
         let store = store::open(&storage_url(config)).await?;
         let engine = PluginEngine::for_config(config)?;
         let pipeline = Arc::new(PipelineSlot::new(Pipeline::build(config, &engine).await?));
+        let reloads = Arc::new(Reloads::default());
         let reloader = config_path.map(|p| {
             let target = Reloadable {
                 pipeline: pipeline.clone(),
@@ -119,7 +120,7 @@ impl Server {
                 tls: tls.clone(),
                 metrics_tls: metrics_tls.clone(),
             };
-            Arc::new(Reloader::new(p.to_owned(), config.clone(), target))
+            Arc::new(Reloader::new(p.to_owned(), config.clone(), target, reloads.clone()))
         });
         let admin_token = reload::admin_token(config).map_err(ServerError::Auth)?;
         let (commit, writer) = GroupCommit::start(
@@ -148,6 +149,7 @@ impl Server {
             queue_capacity: config.storage.queue_capacity,
             started: Instant::now(),
             sinks: sinks.statuses(),
+            reloads,
         });
         telemetry::metrics().configure(&config.telemetry.event_type_labels);
         if config.telemetry.event_type_label_limit.is_some() {

@@ -10,6 +10,9 @@
 //! (certificate rotation, client CAs). Switching a listener between HTTP and HTTPS, and
 //! `[server] listen` or `[storage]`, take a restart: a reload that turns TLS on or off is
 //! refused, the others are logged as needing a restart.
+//!
+//! Every reload's outcome is counted in `auditflow_reloads_total{result}` and the last one is
+//! shown in `/health/detailed` (`reload`: when, applied or refused, and why).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use tokio::sync::Mutex;
 
 use super::tls::TlsListener;
 use crate::config::Config;
+use crate::health::Reloads;
 use crate::ingest::auth::{self, Auth};
 use crate::pipeline::{Pipeline, PipelineSlot};
 use crate::plugin::PluginEngine;
@@ -49,22 +53,33 @@ pub struct Reloader {
     target: Reloadable,
     /// One reload at a time.
     running: Mutex<()>,
+    /// The last outcome, for `/health/detailed`.
+    history: Arc<Reloads>,
 }
 
 impl Reloader {
-    pub fn new(config_path: PathBuf, started_with: Config, target: Reloadable) -> Reloader {
+    pub fn new(config_path: PathBuf, started_with: Config, target: Reloadable, history: Arc<Reloads>) -> Reloader {
         Reloader {
             config_path,
             started_with,
             target,
             running: Mutex::new(()),
+            history,
         }
     }
 
     /// Reload; on success returns the names of the new stages. Everything is built and checked
-    /// before anything is swapped, so a refused reload changes nothing.
+    /// before anything is swapped, so a refused reload changes nothing. The outcome is counted
+    /// and kept for `/health/detailed`.
     pub async fn reload(&self) -> Result<Vec<String>, String> {
         let _one = self.running.lock().await;
+        let result = self.rebuild().await;
+        crate::telemetry::metrics().server.reloaded(result.is_ok());
+        self.history.record(result.as_ref().map(|_| ()).map_err(Clone::clone));
+        result
+    }
+
+    async fn rebuild(&self) -> Result<Vec<String>, String> {
         let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
         let old = &self.started_with;
         if config.server.tls.is_some() != old.server.tls.is_some()

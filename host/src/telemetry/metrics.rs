@@ -63,6 +63,7 @@ pub struct Metrics {
     pub stage: StageInstruments,
     pub store: StoreMetrics,
     pub sink: SinkInstruments,
+    pub server: ServerMetrics,
 }
 
 /// The process-wide metrics, created on first use.
@@ -102,6 +103,7 @@ impl Metrics {
             stage: StageInstruments::new(&meter),
             store: StoreMetrics::new(&meter),
             sink: SinkInstruments::new(&meter),
+            server: ServerMetrics::new(&meter),
             registry,
             _provider: provider,
         }
@@ -522,6 +524,33 @@ impl SinkInstruments {
                 )
                 .build(),
         }
+    }
+}
+
+/// The server as a whole: config reloads.
+pub struct ServerMetrics {
+    reloads: Counter<u64>,
+}
+
+impl ServerMetrics {
+    fn new(meter: &Meter) -> ServerMetrics {
+        let m = ServerMetrics {
+            reloads: counter(
+                meter,
+                "auditflow_reloads_total",
+                "Config reloads (SIGHUP or POST /admin/reload), by result: applied, or refused (the config did not load and everything in service was kept; /health/detailed says why).",
+            ),
+        };
+        // Both series exist from the start, so an alert on refusals has a zero to rise from.
+        for result in ["applied", "refused"] {
+            m.reloads.add(0, &[KeyValue::new("result", result)]);
+        }
+        m
+    }
+
+    pub fn reloaded(&self, applied: bool) {
+        let result = if applied { "applied" } else { "refused" };
+        self.reloads.add(1, &[KeyValue::new("result", result)]);
     }
 }
 
