@@ -199,8 +199,11 @@ fn luhn(s: &[u8]) -> bool {
 
 /// A plausible card number: 13–19 digits, an issuer digit 2–6 (payment cards; 0, 1, 7, 8 and
 /// 9 are other industries, and rejecting them halves false positives on random IDs), Luhn.
+/// Digits in a card number.
+const CARD_DIGITS: std::ops::RangeInclusive<usize> = 13..=19;
+
 fn is_card(s: &[u8], digits: usize) -> bool {
-    (13..=19).contains(&digits) && matches!(s.iter().find(|b| is_digit(**b)), Some(b'2'..=b'6')) && luhn(s)
+    CARD_DIGITS.contains(&digits) && matches!(s.iter().find(|b| is_digit(**b)), Some(b'2'..=b'6')) && luhn(s)
 }
 
 #[inline(never)]
@@ -209,7 +212,7 @@ pub(super) fn scan_cards(s: &[u8], hits: &mut Vec<Hit>) {
     while let Some(start) = next_run_start(s, i) {
         // A lone run too short for a card (`%40%40…`: one every 3 bytes) needs no cluster.
         let e = digit_run(s, start);
-        if e - start < 13 && !matches!(s.get(e), Some(b' ' | b'-')) {
+        if e - start < *CARD_DIGITS.start() && !matches!(s.get(e), Some(b' ' | b'-')) {
             i = e;
             continue;
         }
@@ -270,11 +273,11 @@ pub(super) fn scan_phones(s: &[u8], cx: &mut Cx, hits: &mut Vec<Hit>) {
             i = if is_digit(b) { digit_run(s, i) } else { i + 1 };
             continue;
         }
-        // A lone run of fewer than 8 digits is no phone number in any format below: skip it
-        // without building a cluster (`%40%40…` starts one every 3 bytes).
+        // A lone run of fewer than MIN_PHONE_DIGITS is no phone number in any format of
+        // `phone_kind`: skip it without building a cluster (`%40%40…` starts one every 3 bytes).
         if is_digit(b) {
             let e = digit_run(s, i);
-            if e - i < 8 && !matches!(s.get(e), Some(b' ' | b'-' | b'.')) {
+            if e - i < MIN_PHONE_DIGITS && !matches!(s.get(e), Some(b' ' | b'-' | b'.')) {
                 i = e;
                 continue;
             }
@@ -307,6 +310,10 @@ enum Kind {
     No,
 }
 
+/// The fewest digits of any phone number `phone_kind` accepts (E.164's 8; the national formats
+/// need 9 or 10).
+const MIN_PHONE_DIGITS: usize = 8;
+
 fn phone_kind(s: &[u8], c: &Cluster) -> Kind {
     let groups = c.groups();
     let len = |k: usize| groups[k].1 - groups[k].0;
@@ -314,7 +321,8 @@ fn phone_kind(s: &[u8], c: &Cluster) -> Kind {
     if c.plus {
         // International, E.164: country code and subscriber number, 8–15 digits in all.
         // Grouped numbers have short groups; an ungrouped one is a single run.
-        let ok = (8..=15).contains(&digits) && (groups.len() == 1 || (0..groups.len()).all(|k| len(k) <= 5));
+        let ok =
+            (MIN_PHONE_DIGITS..=15).contains(&digits) && (groups.len() == 1 || (0..groups.len()).all(|k| len(k) <= 5));
         return if ok { Kind::Strong } else { Kind::No };
     }
     // North American: `(474) 977-6443`, `474-977-6443`, `1 800 555 1234`.
